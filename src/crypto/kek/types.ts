@@ -42,6 +42,10 @@ export interface KekBackend {
   unwrap(w: WrappedDek): Promise<Buffer>;
   /** Synchronous unwrap where the backend can do it locally (local backend), else undefined. */
   unwrapSync?(w: WrappedDek): Buffer;
+  /** Synchronous generateDek where no remote call is needed (local backend); lets the proxy encrypt without awaiting. */
+  generateDekSync?(): { dek: Buffer; wrapped: WrappedDek };
+  /** Synchronous wrap where no remote call is needed (local backend). */
+  wrapSync?(dek: Buffer): WrappedDek;
   /**
    * Re-wrap under the current primary KEK. Remote backends do this without the DEK
    * leaving the service (Transit rewrap, KMS ReEncrypt); local unwraps and wraps.

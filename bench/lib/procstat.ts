@@ -1,0 +1,58 @@
+// CPU time and memory of a running process, from /proc (Linux): what a proxy
+// costs per transaction is as telling as its throughput on a 2-core machine.
+import { readdirSync, readFileSync } from 'node:fs';
+
+export interface ProcStat {
+  /** user + system CPU time consumed so far, in ms. */
+  cpuMs: number;
+  /** Resident set size now (VmRSS), bytes. */
+  rssBytes: number;
+  /** Peak resident set size (VmHWM), bytes. */
+  peakRssBytes: number;
+}
+
+const TICKS_PER_SECOND = 100; // USER_HZ: 100 on every Linux ABI Node supports
+
+/** Reads /proc/<pid>/stat and status; undefined once the process is gone (or off Linux). */
+export function procStat(pid: number): ProcStat | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which is parenthesised and may contain spaces.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const utime = Number(rest[11]);
+    const stime = Number(rest[12]);
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+    return { cpuMs: ((utime + stime) * 1000) / TICKS_PER_SECOND, rssBytes: kb('VmRSS'), peakRssBytes: kb('VmHWM') };
+  } catch {
+    return undefined;
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    const out: number[] = [];
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const list = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      if (list) out.push(...list.split(/\s+/).map(Number));
+    }
+    return out;
+  } catch {
+    return [];
+  }
+}
+
+/** procStat summed over a process and all its descendants (a proxy with worker processes). */
+export function procTreeStat(pid: number): ProcStat | undefined {
+  const root = procStat(pid);
+  if (!root) return undefined;
+  const total = { ...root };
+  for (const child of childrenOf(pid)) {
+    const s = procTreeStat(child);
+    if (!s) continue;
+    total.cpuMs += s.cpuMs;
+    total.rssBytes += s.rssBytes;
+    total.peakRssBytes += s.peakRssBytes;
+  }
+  return total;
+}

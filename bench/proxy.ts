@@ -1,0 +1,232 @@
+// `npm run bench:proxy`: what does putting pgcmek in the path cost, next to
+// connecting directly and next to PgBouncer (the reference pure forwarder)?
+//
+// One run starts Postgres 18, PgBouncer (session mode, SCRAM) and pgcmek (the CLI
+// `serve`, as in production, no encrypted columns), loads `pgbench -i -s 10` once,
+// then runs `pgbench -S` (select-only) in -M simple and -M prepared at 1 client
+// and at 16 clients (-j 2) against each target. Targets are interleaved: every
+// (mode, clients) cell runs all targets back to back, in an order rotated each
+// time, and the whole matrix repeats --rounds times, so drift on this shared
+// 2-core machine (pgbench competes with the proxy for CPU) hits all targets alike.
+//
+// TPS: mean over rounds of pgbench's "tps (without initial connection time)".
+// Latency p50/p99: exact, over every transaction of every round, from pgbench's
+// per-transaction log (-l). Proxy CPU: user+system time of the proxy process
+// (from /proc) per transaction.
+//
+//   node dist/bench/proxy.js [--seconds N] [--quick] [--rounds N] [--scale N] [--json]
+//                            [--in-process] [--no-pgbouncer]
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startCluster, freePort } from '../src/dev/cluster.js';
+import { pgbenchInit, runPgbench, concat, summaryUsToMs, type PgTarget, type QueryMode } from './lib/pgbench.js';
+import { findPgBouncer, startPgBouncer } from './lib/pgbouncer.js';
+import { startPgcmek } from './lib/pgcmek.js';
+import { onCleanup, runMain } from './lib/proc.js';
+import type { ProcStat } from './lib/procstat.js';
+import { procStat } from './lib/procstat.js';
+import { ratio, summarize, type Summary } from './lib/stats.js';
+
+interface Target {
+  name: 'direct' | 'pgbouncer' | 'pgcmek';
+  conn: PgTarget;
+  /** CPU/memory of the proxy process, when there is one. */
+  stat?: () => ProcStat | undefined;
+}
+
+interface Cell {
+  mode: QueryMode;
+  clients: number;
+  threads: number;
+}
+
+interface CellResult {
+  mode: QueryMode;
+  clients: number;
+  target: Target['name'];
+  tps: number;
+  tpsRounds: number[];
+  transactions: number;
+  failed: number;
+  latencyMs: Summary;
+  /** Proxy CPU time per transaction, µs (undefined for direct). */
+  proxyCpuUsPerTx?: number;
+}
+
+const CELLS: Cell[] = [
+  { mode: 'simple', clients: 1, threads: 1 },
+  { mode: 'simple', clients: 16, threads: 2 },
+  { mode: 'prepared', clients: 1, threads: 1 },
+  { mode: 'prepared', clients: 16, threads: 2 },
+];
+
+function options() {
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      rounds: { type: 'string' },
+      scale: { type: 'string', default: '10' },
+      json: { type: 'boolean', default: false },
+      'in-process': { type: 'boolean', default: false },
+      'no-pgbouncer': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write('usage: node dist/bench/proxy.js [--seconds N (10)] [--quick (3 s, 1 round)] [--rounds N (2)] [--scale N (10)] [--json] [--in-process] [--no-pgbouncer]\n');
+    process.exit(0);
+  }
+  const int = (v: string | undefined, d: number, name: string): number => {
+    const n = v === undefined ? d : Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);
+    return n;
+  };
+  return {
+    seconds: int(values.seconds, values.quick ? 3 : 10, 'seconds'),
+    rounds: int(values.rounds, values.quick ? 1 : 2, 'rounds'),
+    scale: int(values.scale, 10, 'scale'),
+    json: values.json,
+    how: values['in-process'] ? ('in-process' as const) : ('process' as const),
+    pgbouncer: !values['no-pgbouncer'],
+  };
+}
+
+const fmt = (n: number | undefined, digits = 0): string => (n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits));
+
+async function main(): Promise<void> {
+  const o = options();
+  // Progress goes to stderr, so --json leaves stdout machine-readable.
+  const say = (s: string): void => void process.stderr.write(s + '\n');
+  say(`bench:proxy: ${o.seconds}s per run, ${o.rounds} round(s), scale ${o.scale}, pgcmek ${o.how}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+
+  const cluster = await startCluster({ flavour: '18', settings: { max_connections: 200, shared_buffers: "'256MB'" } });
+  onCleanup(() => cluster.stop());
+  const pgbench = join(cluster.clientBin, 'pgbench');
+  const conn = (port: number): PgTarget => ({ host: '127.0.0.1', port, user: cluster.user, password: cluster.password, database: 'postgres' });
+  say(`postgres 18 on port ${cluster.port}; pgbench -i -s ${o.scale}...`);
+  await pgbenchInit(pgbench, conn(cluster.port), o.scale);
+
+  const targets: Target[] = [{ name: 'direct', conn: conn(cluster.port) }];
+  let pgbouncerNote: string | undefined;
+  if (o.pgbouncer) {
+    const bin = findPgBouncer({ install: true, log: say });
+    if (bin) {
+      const b = await startPgBouncer(bin, { upstream: cluster, adminUrl: cluster.url(), user: cluster.user, password: cluster.password, port: await freePort() });
+      onCleanup(() => b.stop());
+      targets.push({ name: 'pgbouncer', conn: conn(b.port), stat: () => procStat(b.proc.pid) });
+    } else {
+      pgbouncerNote = 'pgbouncer not found and could not be installed: skipped (install it with `apt-get install -y pgbouncer`)';
+      say(pgbouncerNote);
+    }
+  }
+  const pgcmek = await startPgcmek({ upstream: cluster, port: await freePort(), user: cluster.user, password: cluster.password, how: o.how, log: (s) => process.stderr.write(`[pgcmek] ${s}`) });
+  onCleanup(() => pgcmek.stop());
+  targets.push({ name: 'pgcmek', conn: conn(pgcmek.port), stat: pgcmek.stat });
+  say(`targets: ${targets.map((t) => `${t.name}:${t.conn.port}`).join(', ')} (pgcmek ${pgcmek.how}, pid ${pgcmek.pid})`);
+
+  // Warm-up (not measured): fills shared_buffers, JITs the proxy, opens PgBouncer's pool.
+  for (const t of targets) {
+    const w = await runPgbench(pgbench, t.conn, { mode: 'prepared', clients: 4, threads: 2, seconds: 2, latencies: false });
+    if (!w.ok) throw new Error(`warm-up against ${t.name} failed: ${w.stderr}`);
+  }
+
+  type Acc = { tps: number[]; transactions: number; failed: number; samples: Float64Array[]; cpuMs: number; cpuTx: number };
+  const acc = new Map<string, Acc>();
+  const key = (c: Cell, t: Target): string => `${c.mode}/${c.clients}/${t.name}`;
+  let turn = 0;
+  for (let round = 1; round <= o.rounds; round++) {
+    for (const cell of CELLS) {
+      const order = targets.map((_, i) => targets[(i + turn) % targets.length]!);
+      turn++;
+      for (const t of order) {
+        const before = t.stat?.();
+        const r = await runPgbench(pgbench, t.conn, { mode: cell.mode, clients: cell.clients, threads: cell.threads, seconds: o.seconds });
+        const after = t.stat?.();
+        if (!r.ok) throw new Error(`pgbench -M ${cell.mode} -c ${cell.clients} against ${t.name} failed (exit ${r.exit}): ${r.stderr.slice(-2000)}`);
+        const a = acc.get(key(cell, t)) ?? { tps: [], transactions: 0, failed: 0, samples: [], cpuMs: 0, cpuTx: 0 };
+        a.tps.push(r.tps);
+        a.transactions += r.transactions;
+        a.failed += r.failed;
+        if (r.samplesUs) a.samples.push(r.samplesUs);
+        if (before && after) {
+          a.cpuMs += after.cpuMs - before.cpuMs;
+          a.cpuTx += r.transactions;
+        }
+        acc.set(key(cell, t), a);
+        say(`round ${round}/${o.rounds}  -M ${cell.mode.padEnd(8)} -c ${String(cell.clients).padStart(2)}  ${t.name.padEnd(9)}  ${fmt(r.tps)} tps  p50 ${fmt(r.latencyMs?.p50, 3)} ms  p99 ${fmt(r.latencyMs?.p99, 3)} ms`);
+      }
+    }
+  }
+
+  const results: CellResult[] = [];
+  for (const cell of CELLS) {
+    for (const t of targets) {
+      const a = acc.get(key(cell, t))!;
+      results.push({
+        mode: cell.mode,
+        clients: cell.clients,
+        target: t.name,
+        tps: a.tps.reduce((x, y) => x + y, 0) / a.tps.length,
+        tpsRounds: a.tps,
+        transactions: a.transactions,
+        failed: a.failed,
+        latencyMs: summaryUsToMs(summarize(concat(a.samples))),
+        ...(t.stat && a.cpuTx > 0 && { proxyCpuUsPerTx: (a.cpuMs * 1000) / a.cpuTx }),
+      });
+    }
+  }
+  const find = (c: Cell, name: Target['name']): CellResult | undefined => results.find((r) => r.mode === c.mode && r.clients === c.clients && r.target === name);
+  const ratios = CELLS.map((c) => {
+    const p = find(c, 'pgcmek')!;
+    const d = find(c, 'direct')!;
+    const b = find(c, 'pgbouncer');
+    return {
+      mode: c.mode,
+      clients: c.clients,
+      tpsPgcmekOverDirect: ratio(p.tps, d.tps),
+      tpsPgcmekOverPgbouncer: b ? ratio(p.tps, b.tps) : Number.NaN,
+      p50PgcmekOverDirect: ratio(p.latencyMs.p50, d.latencyMs.p50),
+      p99PgcmekOverDirect: ratio(p.latencyMs.p99, d.latencyMs.p99),
+      p50PgcmekOverPgbouncer: b ? ratio(p.latencyMs.p50, b.latencyMs.p50) : Number.NaN,
+      p99PgcmekOverPgbouncer: b ? ratio(p.latencyMs.p99, b.latencyMs.p99) : Number.NaN,
+    };
+  });
+  const mem = pgcmek.stat();
+  const report = {
+    benchmark: 'proxy',
+    machine: { cpus: cpus().length, node: process.version, loadavg: loadavg() },
+    settings: { seconds: o.seconds, rounds: o.rounds, scale: o.scale, postgres: '18', pgcmek: pgcmek.how, pgbouncer: targets.some((t) => t.name === 'pgbouncer') ? 'session, scram-sha-256' : 'skipped', workload: 'pgbench -S (select-only)' },
+    results,
+    ratios,
+    pgcmekMemory: mem && { rssBytes: mem.rssBytes, peakRssBytes: mem.peakRssBytes },
+    ...(pgbouncerNote && { note: pgbouncerNote }),
+  };
+
+  if (o.json) {
+    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    return;
+  }
+  const lines: string[] = [];
+  lines.push('');
+  lines.push(`pgbench -S, ${o.seconds}s x ${o.rounds} round(s) per cell, scale ${o.scale}, Postgres 18, ${cpus().length} CPUs, Node ${process.version}`);
+  lines.push('mode      clients  target     tps (mean)   rounds                 p50 ms   p99 ms   proxy CPU µs/tx');
+  for (const r of results) {
+    lines.push(
+      `${r.mode.padEnd(9)} ${String(r.clients).padStart(7)}  ${r.target.padEnd(9)}  ${fmt(r.tps).padStart(10)}   ${r.tpsRounds.map((x) => fmt(x)).join('/').padEnd(20)}  ${fmt(r.latencyMs.p50, 3).padStart(7)}  ${fmt(r.latencyMs.p99, 3).padStart(7)}   ${fmt(r.proxyCpuUsPerTx, 1).padStart(8)}`,
+    );
+  }
+  lines.push('');
+  lines.push('ratios     clients  tps pgcmek/direct  tps pgcmek/pgbouncer  p50 pgcmek/direct  p99 pgcmek/direct  p50 pgcmek/pgbouncer  p99 pgcmek/pgbouncer');
+  for (const r of ratios) {
+    lines.push(
+      `${r.mode.padEnd(9)} ${String(r.clients).padStart(7)}  ${fmt(r.tpsPgcmekOverDirect, 2).padStart(17)}  ${fmt(r.tpsPgcmekOverPgbouncer, 2).padStart(20)}  ${fmt(r.p50PgcmekOverDirect, 2).padStart(17)}  ${fmt(r.p99PgcmekOverDirect, 2).padStart(17)}  ${fmt(r.p50PgcmekOverPgbouncer, 2).padStart(20)}  ${fmt(r.p99PgcmekOverPgbouncer, 2).padStart(20)}`,
+    );
+  }
+  if (mem) lines.push(`\npgcmek (${pgcmek.how}) RSS now ${fmt(mem.rssBytes / 2 ** 20, 1)} MiB, peak ${fmt(mem.peakRssBytes / 2 ** 20, 1)} MiB`);
+  if (pgbouncerNote) lines.push(pgbouncerNote);
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+await runMain(main);

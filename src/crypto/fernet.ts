@@ -1,0 +1,176 @@
+// Fernet (https://github.com/fernet/spec) on node:crypto.
+// token = base64url_padded(0x80 | ts: u64 BE seconds | iv: 16 | AES-128-CBC(PKCS7) | HMAC-SHA256: 32)
+// The HMAC covers everything before it and is checked (constant time) before any
+// decryption, so padding errors can never be used as an oracle.
+import { createCipheriv, createDecipheriv, createHmac, timingSafeEqual } from 'node:crypto';
+import { decodeStrict, encodePadded } from './base64url.js';
+import { fillRandom } from './random.js';
+
+export type FernetErrorReason =
+  | 'bad_base64'
+  | 'too_short'
+  | 'bad_version'
+  | 'bad_mac'
+  | 'bad_padding'
+  | 'bad_length'
+  | 'expired'
+  | 'future';
+
+const MESSAGES: Record<FernetErrorReason, string> = {
+  bad_base64: 'token is not canonical padded base64url',
+  too_short: 'token is shorter than the smallest Fernet token',
+  bad_version: 'token version byte is not 0x80',
+  bad_mac: 'token HMAC does not match (wrong key or altered token)',
+  bad_padding: 'token plaintext padding is invalid',
+  bad_length: 'token ciphertext is not a whole number of AES blocks',
+  expired: 'token is older than the allowed TTL',
+  future: 'token timestamp is too far in the future',
+};
+
+/** A token was rejected. Carries no key, token or plaintext bytes. */
+export class FernetError extends Error {
+  override readonly name = 'FernetError';
+  constructor(readonly reason: FernetErrorReason) {
+    super(`Fernet: ${MESSAGES[reason]} (${reason})`);
+  }
+}
+
+const VERSION = 0x80;
+const HEADER = 1 + 8 + 16; // version, timestamp, IV
+const MAC = 32;
+const BLOCK = 16;
+/** 73: an empty plaintext still pads to one block. */
+export const MIN_TOKEN_BYTES = HEADER + BLOCK + MAC;
+/** Clock skew tolerated for tokens stamped in the future (the reference implementations use 60 s). */
+export const MAX_CLOCK_SKEW_SECONDS = 60;
+
+/**
+ * A 32-byte Fernet key split once into its signing and encryption halves,
+ * so per-value work does no slicing. Own copies: `destroy()` zeroes them.
+ */
+export class FernetKey {
+  readonly signingKey: Buffer;
+  readonly encryptionKey: Buffer;
+
+  constructor(key: Buffer) {
+    if (key.length !== 32) throw new RangeError(`a Fernet key is 32 bytes, got ${key.length}`);
+    this.signingKey = Buffer.alloc(16);
+    this.encryptionKey = Buffer.alloc(16);
+    key.copy(this.signingKey, 0, 0, 16);
+    key.copy(this.encryptionKey, 0, 16, 32);
+  }
+
+  /** From the usual padded base64url text form (spec vectors, other implementations). */
+  static fromBase64(text: string): FernetKey {
+    const raw = decodeStrict(Buffer.from(text, 'utf8'), 0, Buffer.byteLength(text, 'utf8'), true);
+    if (!raw || raw.length !== 32) throw new FernetError('bad_base64');
+    const k = new FernetKey(raw);
+    raw.fill(0);
+    return k;
+  }
+
+  /** Zeroes both halves; the key is unusable afterwards (every token fails its MAC). */
+  destroy(): void {
+    this.signingKey.fill(0);
+    this.encryptionKey.fill(0);
+  }
+}
+
+export interface EncryptOptions {
+  /** 16-byte IV; default random. Fixed only for test vectors and deterministic encryption. */
+  iv?: Buffer;
+  /** Seconds since the epoch; default now. */
+  timestamp?: number;
+}
+
+export interface DecryptOptions {
+  /** Reject tokens older than this (and stamped > 60 s in the future). Undefined = no time checks. */
+  ttlSeconds?: number;
+  /** Seconds since the epoch; default now. */
+  now?: number;
+}
+
+function toKey(key: FernetKey | Buffer): FernetKey {
+  return key instanceof FernetKey ? key : new FernetKey(key);
+}
+
+/** The raw token bytes (not yet base64url-encoded). */
+export function encryptRaw(key: FernetKey | Buffer, plaintext: Buffer | string, opts?: EncryptOptions): Buffer {
+  const k = toKey(key);
+  const pt = typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext;
+  const ts = opts?.timestamp ?? Math.floor(Date.now() / 1000);
+  if (!Number.isSafeInteger(ts) || ts < 0) throw new RangeError('Fernet timestamp must be a non-negative integer');
+  const ctLen = (pt.length - (pt.length % BLOCK)) + BLOCK;
+  const out = Buffer.allocUnsafe(HEADER + ctLen + MAC);
+  out[0] = VERSION;
+  out.writeUInt32BE(Math.floor(ts / 0x1_0000_0000), 1);
+  out.writeUInt32BE(ts >>> 0, 5);
+  if (opts?.iv) {
+    if (opts.iv.length !== 16) throw new RangeError(`a Fernet IV is 16 bytes, got ${opts.iv.length}`);
+    opts.iv.copy(out, 9);
+  } else {
+    fillRandom(out, 9, 16);
+  }
+  const cipher = createCipheriv('aes-128-cbc', k.encryptionKey, out.subarray(9, HEADER));
+  const body = cipher.update(pt);
+  body.copy(out, HEADER);
+  cipher.final().copy(out, HEADER + body.length);
+  createHmac('sha256', k.signingKey)
+    .update(out.subarray(0, HEADER + ctLen))
+    .digest()
+    .copy(out, HEADER + ctLen);
+  return out;
+}
+
+/** A Fernet token (padded base64url text). */
+export function encrypt(key: FernetKey | Buffer, plaintext: Buffer | string, opts?: EncryptOptions): string {
+  return encodePadded(encryptRaw(key, plaintext, opts));
+}
+
+/** Decrypts a token given as text or as its ASCII bytes. */
+export function decrypt(key: FernetKey | Buffer, token: string | Buffer, opts?: DecryptOptions): Buffer {
+  const b = typeof token === 'string' ? Buffer.from(token, 'utf8') : token;
+  return decryptRange(toKey(key), b, 0, b.length, opts);
+}
+
+/** Decrypts the token held as ASCII in src[start, end) — the envelope's last part, without copying it out. */
+export function decryptRange(
+  key: FernetKey,
+  src: Buffer,
+  start: number,
+  end: number,
+  opts?: DecryptOptions,
+): Buffer {
+  const data = decodeStrict(src, start, end, true);
+  if (!data) throw new FernetError('bad_base64');
+  if (data.length < HEADER + MAC) throw new FernetError('too_short');
+  if (data[0] !== VERSION) throw new FernetError('bad_version');
+  const macAt = data.length - MAC;
+  if ((macAt - HEADER) % BLOCK !== 0) throw new FernetError('bad_length');
+  if (macAt === HEADER) throw new FernetError('too_short'); // no ciphertext block at all
+
+  const expected = createHmac('sha256', key.signingKey).update(data.subarray(0, macAt)).digest();
+  if (!timingSafeEqual(expected, data.subarray(macAt))) throw new FernetError('bad_mac');
+
+  // Time checks only after the MAC: an 'expired' or 'future' verdict is then about an authentic token.
+  if (opts?.ttlSeconds !== undefined) {
+    const now = opts.now ?? Math.floor(Date.now() / 1000);
+    const ts = data.readUInt32BE(1) * 0x1_0000_0000 + data.readUInt32BE(5);
+    if (ts + opts.ttlSeconds < now) throw new FernetError('expired');
+    if (ts > now + MAX_CLOCK_SKEW_SECONDS) throw new FernetError('future');
+  }
+
+  const decipher = createDecipheriv('aes-128-cbc', key.encryptionKey, data.subarray(9, HEADER));
+  // PKCS7 is checked here rather than by OpenSSL: one update() call, no final() concat.
+  decipher.setAutoPadding(false);
+  const padded = decipher.update(data.subarray(HEADER, macAt));
+  const pad = padded[padded.length - 1]!;
+  let ok = pad >= 1 && pad <= BLOCK;
+  for (let i = padded.length - pad; ok && i < padded.length - 1; i++) ok = padded[i] === pad;
+  if (!ok) {
+    padded.fill(0); // only a key holder can get here (the MAC passed); still leave no stray plaintext
+    throw new FernetError('bad_padding');
+  }
+  return padded.subarray(0, padded.length - pad);
+}
+

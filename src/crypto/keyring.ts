@@ -1,0 +1,401 @@
+// The keyring: what the proxy and the admin commands encrypt and decrypt with.
+// One primary backend wraps new DEKs; every configured backend stays readable,
+// so a KEK rotation or a backend migration never stops reads. Values without
+// the cmek:v1: prefix are legacy plaintext and pass through untouched.
+// Sync fast paths exist because the proxy rewrites messages in place: with a
+// warm DEK (or the local backend) nothing awaits.
+import type { DekPolicy, KekConfig } from '../config/types.js';
+import { decodeStrict, encodePadded } from './base64url.js';
+import { DekCache, DekWriter, type Clock, type DekCacheStats, type WriteDek } from './dek-cache.js';
+import {
+  backendName,
+  decodeHeader,
+  formatHeader,
+  headerKey,
+  isEnvelope,
+  kekIdLabel,
+  locate,
+  PREFIX,
+  type EnvelopeLayout,
+} from './envelope.js';
+import { CMEKDecryptionError } from './errors.js';
+import { decryptRange, encryptRaw, FernetError, FernetKey, MIN_TOKEN_BYTES } from './fernet.js';
+import { createBackends } from './kek/registry.js';
+import { SingleFlight } from './single-flight.js';
+import type { KekBackend, WrappedDek } from './kek/types.js';
+
+export interface KeyringOptions {
+  primary: KekBackend;
+  readable: KekBackend[];
+  dek: DekPolicy;
+  /** Milliseconds clock for DEK ages and cache TTLs (tests). */
+  clock?: Clock;
+}
+
+export interface KeyringStats {
+  cache: DekCacheStats;
+  /** DEKs unwrapped by a backend (cache misses that reached a KEK). */
+  unwraps: number;
+  /** Fresh DEKs generated for writes. */
+  generates: number;
+  /** Wrapped DEKs re-wrapped under the primary KEK (each shared header counted once). */
+  rewraps: number;
+}
+
+/** Where a value's DEK lives, safe to log and report (no key bytes). */
+export interface ValueDescription {
+  backend: string;
+  kekId: string;
+  primary: boolean;
+}
+
+const REWRAP_CACHE_MAX = 4096;
+
+const UNKNOWN_KEK_HINT: Record<string, string> = {
+  local: 'add the KEK file that wrote it to kek.local.previous',
+  vault: "check kek.vault.key_name and the Transit key's min_decryption_version",
+  aws_kms: 'configure that KMS key (kek.aws_kms.key_id) as readable',
+};
+
+interface UnwrapPlan {
+  at: EnvelopeLayout;
+  id: string;
+  w: WrappedDek;
+  b: KekBackend;
+}
+
+export class Keyring {
+  private readonly primary: KekBackend;
+  private readonly byTag = new Map<number, KekBackend>();
+  private readonly cache: DekCache;
+  private readonly writer: DekWriter;
+  // One remote unwrap per DEK however many values of it are being read at once.
+  private readonly unwrapping = new SingleFlight<void>();
+  private refreshing?: Promise<void>;
+  // Old header -> new header: values sharing a DEK are re-wrapped with one backend call.
+  private readonly rewraps = new SingleFlight<string>(REWRAP_CACHE_MAX);
+  private counters = { unwraps: 0, generates: 0, rewraps: 0 };
+
+  constructor(opts: KeyringOptions) {
+    this.primary = opts.primary;
+    for (const b of [opts.primary, ...opts.readable]) {
+      const seen = this.byTag.get(b.tag);
+      if (seen && seen !== b) throw new Error(`two ${b.name} backends given to one keyring`);
+      this.byTag.set(b.tag, b);
+    }
+    this.cache = new DekCache(opts.dek.cacheSize, opts.dek.cacheTtlSeconds, opts.clock);
+    this.writer = new DekWriter(opts.dek, opts.clock);
+  }
+
+  /** Builds, initialises (fails fast on misconfiguration) and wires every configured backend. */
+  static async fromConfig(kek: KekConfig): Promise<Keyring> {
+    const { primary, readable } = await createBackends(kek);
+    const all = [...new Set([primary, ...readable])];
+    try {
+      for (const b of all) await b.init();
+    } catch (e) {
+      await Promise.allSettled(all.map((b) => b.close?.()));
+      throw e;
+    }
+    return new Keyring({ primary, readable, dek: kek.dek });
+  }
+
+  static isEncrypted(v: string | Buffer): boolean {
+    return isEnvelope(v);
+  }
+
+  // ---- writes -------------------------------------------------------------
+
+  async encrypt(plaintext: string): Promise<string> {
+    return (await this.encryptBytes(Buffer.from(plaintext, 'utf8'))).toString('latin1');
+  }
+
+  /** Encrypts without awaiting; undefined only when a fresh DEK needs a remote backend call. */
+  tryEncryptSync(pt: Buffer): Buffer | undefined {
+    const d = this.writer.take();
+    if (d) return seal(d, pt);
+    if (!this.primary.generateDekSync) return undefined;
+    this.counters.generates++;
+    return this.sealFresh(this.primary.generateDekSync(), pt);
+  }
+
+  async encryptBytes(pt: Buffer): Promise<Buffer> {
+    const sync = this.tryEncryptSync(pt);
+    if (sync) return sync;
+    if (!this.writer.reuses) {
+      const g = await this.primary.generateDek();
+      this.counters.generates++;
+      return this.sealFresh(g, pt);
+    }
+    // Concurrent writers share one in-flight generate rather than each calling the backend.
+    for (;;) {
+      const d = this.writer.take();
+      if (d) return seal(d, pt);
+      this.refreshing ??= this.refreshWriteDek().finally(() => {
+        this.refreshing = undefined;
+      });
+      await this.refreshing;
+    }
+  }
+
+  private async refreshWriteDek(): Promise<void> {
+    const g = await this.primary.generateDek();
+    this.counters.generates++;
+    this.writer.install(this.adopt(g.dek, g.wrapped, 0));
+  }
+
+  /** Seals one value under a just-generated DEK; keeps the DEK for later values if the policy allows. */
+  private sealFresh(g: { dek: Buffer; wrapped: WrappedDek }, pt: Buffer): Buffer {
+    const d = this.adopt(g.dek, g.wrapped, 1);
+    if (this.writer.reuses) {
+      this.writer.install(d);
+      return seal(d, pt);
+    }
+    try {
+      return seal(d, pt);
+    } finally {
+      d.key.destroy();
+    }
+  }
+
+  /** Turns a raw DEK into a WriteDek (zeroing the raw bytes); seeds the read cache so read-after-write hits. */
+  private adopt(dek: Buffer, wrapped: WrappedDek, uses: number): WriteDek {
+    const headerText = formatHeader(wrapped);
+    const d: WriteDek = {
+      key: new FernetKey(dek),
+      header: Buffer.from(headerText, 'latin1'),
+      createdAt: this.writer.now(),
+      uses,
+    };
+    if (this.writer.reuses && this.cache.enabled) {
+      // The cache id is the header text between the prefix and the last '|' (see headerKey).
+      this.cache.set(headerText.slice(PREFIX.length, -1), new FernetKey(dek));
+    }
+    dek.fill(0);
+    return d;
+  }
+
+  // ---- reads --------------------------------------------------------------
+
+  /** No prefix: returned as-is (legacy plaintext). */
+  async decrypt(value: string): Promise<string> {
+    if (!isEnvelope(value)) return value;
+    return (await this.decryptBytes(Buffer.from(value, 'utf8'))).toString('utf8');
+  }
+
+  /** Decrypts without awaiting; undefined only when the DEK is not cached and its backend is remote. */
+  tryDecryptSync(v: Buffer): Buffer | undefined {
+    const r = this.decryptOrPlan(v);
+    return Buffer.isBuffer(r) ? r : undefined;
+  }
+
+  async decryptBytes(v: Buffer): Promise<Buffer> {
+    const r = this.decryptOrPlan(v);
+    if (Buffer.isBuffer(r)) return r;
+    const { at, id, w, b } = r;
+    if (this.cache.enabled) {
+      await this.unwrapping.run(id, () => this.unwrapToCache(id, w, b));
+      const key = this.cache.get(id, false);
+      if (key) return this.open(key, v, at);
+      // Evicted again before this reader resumed (tiny cache): unwrap privately below.
+    }
+    const dek = await this.callUnwrapAsync(b, w);
+    const key = new FernetKey(dek);
+    dek.fill(0);
+    try {
+      return this.open(key, v, at);
+    } finally {
+      key.destroy();
+    }
+  }
+
+  /** The plaintext when no remote call is needed, else what the async path needs to unwrap. */
+  private decryptOrPlan(v: Buffer): Buffer | UnwrapPlan {
+    if (!isEnvelope(v)) return v;
+    const at = locate(v);
+    const id = headerKey(v, at);
+    const key = this.cache.get(id);
+    if (key) return this.open(key, v, at);
+    const w = decodeHeader(v, at);
+    const b = this.backendFor(w);
+    if (!b.unwrapSync) return { at, id, w, b };
+    const dek = this.callUnwrap(() => b.unwrapSync!(w), b, w);
+    return this.openFresh(id, dek, v, at);
+  }
+
+  private async unwrapToCache(id: string, w: WrappedDek, b: KekBackend): Promise<void> {
+    const dek = await this.callUnwrapAsync(b, w);
+    const key = new FernetKey(dek);
+    dek.fill(0);
+    if (!this.cache.set(id, key)) key.destroy();
+  }
+
+  private openFresh(id: string, dek: Buffer, v: Buffer, at: EnvelopeLayout): Buffer {
+    const key = new FernetKey(dek);
+    dek.fill(0);
+    const kept = this.cache.set(id, key);
+    try {
+      return this.open(key, v, at);
+    } finally {
+      if (!kept) key.destroy();
+    }
+  }
+
+  private open(key: FernetKey, v: Buffer, at: EnvelopeLayout): Buffer {
+    try {
+      return decryptRange(key, v, at.bar2 + 1, v.length);
+    } catch (e) {
+      if (!(e instanceof FernetError)) throw e;
+      const w = decodeHeader(v, at);
+      const reason = e.reason === 'bad_mac' ? 'bad_mac' : e.reason === 'bad_base64' ? 'bad_base64' : 'bad_token';
+      throw new CMEKDecryptionError(reason, {
+        detail: `Fernet token: ${e.reason}`,
+        backend: backendName(w.tag),
+        kekId: kekIdLabel(w.tag, w.kekId),
+      });
+    }
+  }
+
+  private backendFor(w: WrappedDek): KekBackend {
+    const name = backendName(w.tag);
+    const kekId = kekIdLabel(w.tag, w.kekId);
+    const b = this.byTag.get(w.tag);
+    if (!b) {
+      throw new CMEKDecryptionError('unknown_backend', {
+        backend: name,
+        kekId,
+        detail: `the ${name} backend is not configured; configure it (it may be readable only) to read this value`,
+      });
+    }
+    if (!b.hasKek(w.kekId)) {
+      throw new CMEKDecryptionError('unknown_kek', {
+        backend: name,
+        kekId,
+        detail: `the ${name} backend does not hold this KEK: ${UNKNOWN_KEK_HINT[name]}`,
+      });
+    }
+    return b;
+  }
+
+  private callUnwrap(fn: () => Buffer, b: KekBackend, w: WrappedDek): Buffer {
+    try {
+      const dek = fn();
+      this.counters.unwraps++;
+      return dek;
+    } catch (e) {
+      throw asDecryptionError(e, b, w);
+    }
+  }
+
+  private async callUnwrapAsync(b: KekBackend, w: WrappedDek): Promise<Buffer> {
+    try {
+      const dek = await b.unwrap(w);
+      this.counters.unwraps++;
+      return dek;
+    } catch (e) {
+      throw asDecryptionError(e, b, w);
+    }
+  }
+
+  // ---- rotation and reporting -------------------------------------------
+
+  describe(value: string): ValueDescription {
+    const w = this.headerOf(value).w;
+    return {
+      backend: backendName(w.tag),
+      kekId: kekIdLabel(w.tag, w.kekId),
+      primary: this.isPrimary(w),
+    };
+  }
+
+  /**
+   * True for an envelope whose DEK is not wrapped by the primary KEK; false for
+   * legacy plaintext. A malformed envelope throws CMEKDecryptionError.
+   */
+  needsRotation(value: string): boolean {
+    if (!isEnvelope(value)) return false;
+    return !this.isPrimary(this.headerOf(value).w);
+  }
+
+  /**
+   * The same value with its DEK re-wrapped under the primary KEK; the Fernet
+   * token is kept byte for byte. It is not decrypted (with Vault or KMS the DEK
+   * need not leave the service), so `verify` is what proves values readable.
+   */
+  async rewrap(value: string): Promise<string> {
+    const { v, at, w } = this.headerOf(value);
+    // Never give a fresh header to a token that cannot be one (the token itself is not authenticated here).
+    const token = decodeStrict(v, at.bar2 + 1, v.length, true);
+    if (!token || token.length < MIN_TOKEN_BYTES) {
+      throw new CMEKDecryptionError('bad_token', { detail: 'the Fernet token is not well-formed' });
+    }
+    if (this.isPrimary(w)) return value;
+    // Keyed by the primary too: a remote primary's key version can move on while we run.
+    const id = `${this.primaryLabel()} ${headerKey(v, at)}`;
+    return (await this.rewraps.run(id, () => this.rewrapHeader(w))) + v.toString('latin1', at.bar2 + 1);
+  }
+
+  private async rewrapHeader(w: WrappedDek): Promise<string> {
+    const b = this.backendFor(w);
+    let nw: WrappedDek;
+    if (b === this.primary) {
+      nw = await this.primary.rewrap(w);
+    } else {
+      const dek = await this.callUnwrapAsync(b, w);
+      try {
+        nw = await this.primary.wrap(dek);
+      } finally {
+        dek.fill(0);
+      }
+    }
+    this.counters.rewraps++;
+    return formatHeader(nw);
+  }
+
+  private headerOf(value: string): { v: Buffer; at: EnvelopeLayout; w: WrappedDek } {
+    const v = Buffer.from(value, 'utf8');
+    if (!isEnvelope(v)) throw new CMEKDecryptionError('bad_format', { detail: 'not an envelope (no cmek:v1: prefix)' });
+    const at = locate(v);
+    return { v, at, w: decodeHeader(v, at) };
+  }
+
+  private isPrimary(w: WrappedDek): boolean {
+    return w.tag === this.primary.tag && w.kekId.equals(this.primary.primaryKekId());
+  }
+
+  /** e.g. `local:1f2e3d4c5b6a7988`, `vault:3` (safe to log). */
+  primaryLabel(): string {
+    return `${this.primary.name}:${kekIdLabel(this.primary.tag, this.primary.primaryKekId())}`;
+  }
+
+  stats(): KeyringStats {
+    return { cache: this.cache.stats(), ...this.counters };
+  }
+
+  /** Zeroes every cached DEK and closes the backends. */
+  async close(): Promise<void> {
+    this.cache.clear();
+    this.writer.retire();
+    this.rewraps.clear();
+    await Promise.allSettled([...new Set(this.byTag.values())].map((b) => b.close?.()));
+  }
+}
+
+function seal(d: WriteDek, pt: Buffer): Buffer {
+  const token = encodePadded(encryptRaw(d.key, pt));
+  const out = Buffer.allocUnsafe(d.header.length + token.length);
+  d.header.copy(out, 0);
+  out.write(token, d.header.length, 'latin1');
+  return out;
+}
+
+/** Backends should throw CMEKDecryptionError; anything else (a network error) is reported as backend_unavailable. */
+function asDecryptionError(e: unknown, b: KekBackend, w: WrappedDek): CMEKDecryptionError {
+  if (e instanceof CMEKDecryptionError) return e;
+  return new CMEKDecryptionError('backend_unavailable', {
+    backend: b.name,
+    kekId: kekIdLabel(w.tag, w.kekId),
+    detail: e instanceof Error ? e.name : 'unwrap failed',
+    cause: e,
+  });
+}

@@ -1,0 +1,352 @@
+// One direction of a session: reads frames from `src`, writes them to `dst`.
+//
+// The PgBouncer sbuf model: only the 5-byte header of a frame is read; a frame
+// nobody needs to see is forwarded as part of a "run" — a subarray of the chunk
+// that arrived, written once per chunk, even when the frame continues in the
+// next chunk. A frame is buffered whole only when its type is marked WHOLE (an
+// interceptor or the session state must read it); a frame that lies inside one
+// chunk is handed over as a view, without a copy.
+//
+// Per type byte, a table says what to do:
+//   PASS   forward; nobody is told
+//   NOTE   forward; `note(code, len)` is called when its header has been read
+//   WHOLE  buffer it; `frame(code, bytes)` decides: forward (undefined), drop
+//          (null) or replace (a Buffer of frames), possibly through a Promise
+// While a Promise is pending, later bytes wait in a backlog (order is kept); the
+// source is paused if the backlog grows. A false `dst.write()` pauses the
+// source until 'drain' (backpressure: a slow reader never makes the proxy
+// buffer a large result).
+import type { Socket } from 'node:net';
+import { ProtocolError } from '../protocol/errors.js';
+
+export const PASS = 0;
+export const NOTE = 1;
+export const WHOLE = 2;
+
+/** undefined = forward the frame, null = drop it, Buffer = write these bytes instead. */
+export type Verdict = Buffer | null | undefined;
+
+export interface PumpHooks {
+  note(code: number, len: number): void;
+  frame(code: number, frame: Buffer): Verdict | Promise<Verdict>;
+  /** The peer sent a malformed frame, or a hook threw: the session must end. */
+  fail(err: Error): void;
+}
+
+export interface PumpOptions {
+  /** Largest frame length accepted (the int32 after the type byte). */
+  maxFrame: number;
+  /** Backlog bytes (behind a pending Promise) above which the source is paused. */
+  backlogHighWater?: number;
+}
+
+type Out = { buf: Buffer; before?: () => void };
+
+export class Pump {
+  /** Per type byte: PASS, NOTE or WHOLE. Replace entries at any time; the next frame sees them. */
+  table: Uint8Array = new Uint8Array(256);
+  /** Overrides `table` when set (the session uses it while internal replies are pending). */
+  classify: ((code: number) => number) | null = null;
+
+  // Header being read (it may arrive split across chunks).
+  private hdrN = 0;
+  private hdrCode = 0;
+  private hdrLen = 0;
+  private hdrKind = PASS;
+  /** Body bytes of a forwarded frame still to come. */
+  private bodyLeft = 0;
+  /** A WHOLE frame being assembled across chunks. */
+  private collect: Buffer | null = null;
+  private collectPos = 0;
+
+  // The chunk being processed and the start of the run not yet written.
+  private chunk: Buffer | null = null;
+  private runStart = 0;
+  private pos = 0;
+
+  private blocked = false;
+  private backlog: Buffer[] = [];
+  private backlogBytes = 0;
+  private pausedForBacklog = false;
+  private pausedForDst = false;
+  private outQueue: Out[] | null = null;
+  private stopped = false;
+  private readonly maxFrame: number;
+  private readonly highWater: number;
+
+  constructor(
+    private readonly src: Socket,
+    private readonly dst: Socket,
+    private readonly hooks: PumpHooks,
+    opts: PumpOptions,
+  ) {
+    this.maxFrame = opts.maxFrame;
+    this.highWater = opts.backlogHighWater ?? 1 << 20;
+  }
+
+  /** Starts reading `src`; `initial` is data already read from it. */
+  start(initial?: Buffer): void {
+    this.src.on('data', this.onData);
+    this.dst.on('drain', this.onDrain);
+    if (initial && initial.length > 0) this.onData(initial);
+    if (!this.pausedForBacklog && !this.pausedForDst) this.src.resume();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.src.removeListener('data', this.onData);
+    this.dst.removeListener('drain', this.onDrain);
+    this.backlog = [];
+    this.outQueue = null;
+  }
+
+  /** True when everything read so far ends on a frame boundary in `dst` (safe to emit a frame). */
+  get atBoundary(): boolean {
+    return this.bodyLeft === 0 && (this.hdrN === 0 || this.hdrKind === WHOLE);
+  }
+
+  /**
+   * Writes frames of the proxy's own to `dst` as soon as `dst` is between two
+   * frames: immediately when possible (inside a WHOLE hook: before the frame
+   * being decided), else at the next frame boundary. `before` runs just before
+   * the bytes are written (the session feeds its state there). `after` queues
+   * them behind the frame being decided (written at the next boundary).
+   */
+  emit(buf: Buffer, before?: () => void, after = false): void {
+    if (this.stopped) return;
+    if (!after && this.atBoundary && this.outQueue === null) {
+      this.flushRun();
+      before?.();
+      this.write(buf);
+      return;
+    }
+    (this.outQueue ??= []).push({ buf, before });
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.blocked) {
+      this.backlog.push(chunk);
+      this.backlogBytes += chunk.length;
+      if (this.backlogBytes > this.highWater && !this.pausedForBacklog) {
+        this.pausedForBacklog = true;
+        this.src.pause();
+      }
+      return;
+    }
+    this.process(chunk, 0);
+  };
+
+  private readonly onDrain = (): void => {
+    if (!this.pausedForDst) return;
+    this.pausedForDst = false;
+    if (!this.pausedForBacklog && !this.stopped) this.src.resume();
+  };
+
+  private write(buf: Buffer): void {
+    if (buf.length === 0) return;
+    if (!this.dst.write(buf) && !this.pausedForDst) {
+      this.pausedForDst = true;
+      this.src.pause();
+    }
+  }
+
+  private flushRun(): void {
+    const c = this.chunk;
+    if (c !== null && this.pos > this.runStart) this.write(c.subarray(this.runStart, this.pos));
+    this.runStart = this.pos;
+  }
+
+  private flushOut(): void {
+    const q = this.outQueue!;
+    this.outQueue = null;
+    this.flushRun();
+    for (const o of q) {
+      o.before?.();
+      this.write(o.buf);
+    }
+  }
+
+  private bad(len: number): never {
+    throw new ProtocolError('PROTO_FRAME_LEN', `invalid message length ${len} (type 0x${this.hdrCode.toString(16)})`);
+  }
+
+  private process(chunk: Buffer, start: number): void {
+    this.chunk = chunk;
+    this.runStart = start;
+    this.pos = start;
+    const end = chunk.length;
+    try {
+      while (this.pos < end && !this.stopped) {
+        if (this.bodyLeft > 0) {
+          const take = Math.min(this.bodyLeft, end - this.pos);
+          this.pos += take;
+          this.bodyLeft -= take;
+          continue;
+        }
+        if (this.collect !== null) {
+          const c = this.collect;
+          const take = Math.min(c.length - this.collectPos, end - this.pos);
+          chunk.copy(c, this.collectPos, this.pos, this.pos + take);
+          this.collectPos += take;
+          this.pos += take;
+          this.runStart = this.pos;
+          if (this.collectPos < c.length) break;
+          this.collect = null;
+          if (!this.decide(c)) return;
+          continue;
+        }
+        if (this.hdrN === 0) {
+          if (this.outQueue !== null) this.flushOut();
+          if (end - this.pos >= 5) {
+            // Fast path: the whole header is in this chunk.
+            const p = this.pos;
+            const code = chunk[p]!;
+            const len = chunk.readInt32BE(p + 1);
+            this.hdrCode = code;
+            if (len < 4 || len > this.maxFrame) this.bad(len);
+            const kind = this.classify === null ? this.table[code]! : this.classify(code);
+            const frameEnd = p + 1 + len;
+            if (kind !== WHOLE) {
+              if (frameEnd <= end) this.pos = frameEnd;
+              else {
+                this.bodyLeft = frameEnd - end;
+                this.pos = end;
+              }
+              if (kind === NOTE) this.hooks.note(code, len);
+              continue;
+            }
+            if (frameEnd <= end) {
+              if (!this.decideInChunk(chunk.subarray(p, frameEnd), p, frameEnd)) return;
+              continue;
+            }
+            // A WHOLE frame continuing in later chunks: copy what is here.
+            this.flushRun();
+            this.collect = Buffer.allocUnsafe(1 + len);
+            chunk.copy(this.collect, 0, p, end);
+            this.collectPos = end - p;
+            this.pos = end;
+            this.runStart = end;
+            break;
+          }
+        }
+        // Slow path: a header split across chunks, read byte by byte.
+        const b = chunk[this.pos]!;
+        if (this.hdrN === 0) {
+          this.hdrCode = b;
+          this.hdrLen = 0;
+          this.hdrKind = this.classify === null ? this.table[b]! : this.classify(b);
+          if (this.hdrKind === WHOLE) this.flushRun();
+        } else {
+          this.hdrLen = this.hdrLen * 256 + b;
+        }
+        this.hdrN++;
+        this.pos++;
+        if (this.hdrKind === WHOLE) this.runStart = this.pos; // header bytes are rebuilt in `collect`
+        if (this.hdrN < 5) continue;
+        this.hdrN = 0;
+        const len = this.hdrLen > 0x7fffffff ? this.hdrLen - 0x100000000 : this.hdrLen;
+        if (len < 4 || len > this.maxFrame) this.bad(len);
+        if (this.hdrKind !== WHOLE) {
+          this.bodyLeft = len - 4;
+          if (this.hdrKind === NOTE) this.hooks.note(this.hdrCode, len);
+          continue;
+        }
+        const c = Buffer.allocUnsafe(1 + len);
+        c[0] = this.hdrCode;
+        c.writeInt32BE(len, 1);
+        if (len === 4) {
+          if (!this.decide(c)) return;
+          continue;
+        }
+        this.collect = c;
+        this.collectPos = 5;
+      }
+      this.flushRun();
+      if (this.outQueue !== null && !this.blocked && this.atBoundary) this.flushOut();
+    } catch (err) {
+      this.stopped = true;
+      this.hooks.fail(err as Error);
+    } finally {
+      this.chunk = null;
+    }
+  }
+
+  /**
+   * A WHOLE frame that is a view of the current chunk at [start, frameEnd).
+   * Returns false when processing must stop (a pending Promise).
+   */
+  private decideInChunk(frame: Buffer, start: number, frameEnd: number): boolean {
+    // Hooks that emit write before this frame: the run ends where it starts.
+    this.pos = start;
+    const v = this.hooks.frame(this.hdrCode, frame);
+    if (v === undefined) {
+      this.pos = frameEnd; // forwarded as part of the run, no copy
+      return true;
+    }
+    this.flushRun();
+    this.pos = frameEnd;
+    this.runStart = frameEnd;
+    if (v === null) return true;
+    if (Buffer.isBuffer(v)) {
+      this.write(v);
+      return true;
+    }
+    this.block(v, frame);
+    return false;
+  }
+
+  /** A WHOLE frame assembled in its own buffer (nothing of it is in the run). */
+  private decide(frame: Buffer): boolean {
+    this.flushRun();
+    const v = this.hooks.frame(this.hdrCode, frame);
+    if (v === undefined) {
+      this.write(frame);
+      return true;
+    }
+    if (v === null) return true;
+    if (Buffer.isBuffer(v)) {
+      this.write(v);
+      return true;
+    }
+    this.block(v, frame);
+    return false;
+  }
+
+  /** Holds every later byte until `v` settles, then applies it and carries on. */
+  private block(v: Promise<Verdict>, frame: Buffer): void {
+    this.flushRun();
+    const rest = this.chunk!.subarray(this.pos);
+    if (rest.length > 0) {
+      this.backlog.unshift(rest);
+      this.backlogBytes += rest.length;
+    }
+    this.blocked = true;
+    v.then(
+      (verdict) => {
+        if (this.stopped) return;
+        if (verdict === undefined) this.write(frame);
+        else if (verdict !== null) this.write(verdict);
+        this.blocked = false;
+        this.drainBacklog();
+      },
+      (err: unknown) => {
+        if (this.stopped) return;
+        this.stopped = true;
+        this.hooks.fail(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  }
+
+  private drainBacklog(): void {
+    while (!this.blocked && !this.stopped && this.backlog.length > 0) {
+      const c = this.backlog.shift()!;
+      this.backlogBytes -= c.length;
+      this.process(c, 0);
+    }
+    if (this.pausedForBacklog && this.backlogBytes <= this.highWater / 2) {
+      this.pausedForBacklog = false;
+      if (!this.pausedForDst && !this.stopped) this.src.resume();
+    }
+    if (!this.blocked && this.outQueue !== null && this.atBoundary) this.flushOut();
+  }
+}

