@@ -16,6 +16,7 @@ import { AdminError, SqlState } from './errors.js';
 import { displayName, type ColumnTarget, type LeafPlan } from './plan.js';
 import type { ProgressFn } from './progress.js';
 import { rewriteColumn, type RewriteStats, type RowFailure } from './rewrite.js';
+import { withScanSettings } from './session.js';
 import { columnStatus, STATUS_COLUMNS, statusRow } from './status.js';
 import { planTargets } from './targets.js';
 import { decryptWork, encryptWork, rotateWork, type RowWork } from './transforms.js';
@@ -97,7 +98,7 @@ export async function executeAdminCommand(cmd: AdminCommand, ctx: AdminContext):
     if (cmd.kind === 'decrypt' && !cmd.confirm && !cmd.dryRun) {
       throw new AdminError(SqlState.syntaxError, 'CMEK DECRYPT EXISTING writes the plaintext back into the database: add CONFIRM to proceed');
     }
-    const result = await run(cmd, ctx);
+    const result = await withScanSettings([ctx.db, ...(ctx.writer ? [ctx.writer] : [])], () => run(cmd, ctx));
     log().info(
       { ...audit, outcome: result.interrupted ? 'interrupted' : 'ok', durationMs: Math.round(performance.now() - started), counts: countsOf(result) },
       'cmek admin command',
@@ -183,7 +184,7 @@ async function run(cmd: AdminCommand, ctx: AdminContext): Promise<AdminResult> {
       interrupted ||= st.interrupted;
       failureNotices(name, st.failures, st.failed, notice);
       const key = leaf.key.kind === 'ctid' ? 'ctid' : leaf.key.columns.map((c) => c.name).join(', ');
-      rows.push([displayName(leaf.schema, leaf.table), leaf.column, key, ...[st.examined, st.changed, st.skippedConcurrent, st.failed].map(String), st.seconds.toFixed(1)]);
+      rows.push([displayName(leaf.schema, leaf.table), leaf.column, key, ...[st.found, st.changed, st.skippedConcurrent, st.failed].map(String), st.seconds.toFixed(1)]);
       if (interrupted) break;
     }
     if (interrupted) break;

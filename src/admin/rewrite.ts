@@ -27,6 +27,8 @@ export interface RowFailure {
 }
 
 export interface RewriteStats {
+  /** Rows that matched the predicate when the command started. */
+  found: number;
   /** Rows the scan returned (matched the predicate). */
   examined: number;
   /** Rows written (or, in a dry run, that would be). */
@@ -97,14 +99,15 @@ interface Change {
 }
 
 export async function rewriteColumn(db: Db, p: LeafPlan, filter: string, transform: Transform, opts: RewriteOptions): Promise<RewriteStats> {
-  const stats: RewriteStats = { examined: 0, changed: 0, skippedConcurrent: 0, failed: 0, failures: [], seconds: 0, interrupted: false };
+  const stats: RewriteStats = { found: 0, examined: 0, changed: 0, skippedConcurrent: 0, failed: 0, failures: [], seconds: 0, interrupted: false };
   const maxFailures = opts.maxFailures ?? 100;
   const fail = (row: ScannedRow, err: unknown) => {
     stats.failed++;
     if (stats.failures.length < maxFailures) stats.failures.push({ key: formatKey(p.key, row.key), reason: failureReason(err) });
   };
   const { rows } = await db.query(`SELECT pg_catalog.count(*)::int8::text AS n FROM ONLY ${qualified(p.schema, p.table)} AS t WHERE ${filter}`);
-  const meter = new ProgressMeter(opts.label, Number(rows[0].n), opts.onProgress);
+  stats.found = Number(rows[0].n);
+  const meter = new ProgressMeter(opts.label, stats.found, opts.onProgress);
   const writer = opts.writer ?? db;
   const sql = updateSql(p);
   const width = p.key.kind === 'ctid' ? 1 : p.key.columns.length;

@@ -60,19 +60,47 @@ export function headerBytes(v: string, maxBytes: number): string {
 /** tag | kek_id_len | kek_id of an envelope, as hex (NULL when malformed). */
 export function kekHeaderHex(v: string): string {
   const b = headerBytes(v, MAX_HEADER_BYTES);
-  return `(CASE WHEN pg_catalog.length(${b}) >= 2 THEN pg_catalog.encode(pg_catalog.substring(${b} FROM 1 FOR 2 + pg_catalog.get_byte(${b}, 1)), 'hex') END)`;
+  return `(CASE WHEN pg_catalog.length(${b}) >= 2 THEN pg_catalog.encode(pg_catalog.substring(${b}, 1, 2 + pg_catalog.get_byte(${b}, 1)), 'hex') END)`;
 }
+
+const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/**
+ * The text every envelope whose wrapped DEK starts with `header` (tag | id_len |
+ * id) starts with, as an exact prefix plus, when the header does not end on a
+ * base64 group boundary, the set of characters the next position can hold (its
+ * high bits come from the header, its low bits from the wrapped key).
+ */
+export function envelopePrefix(header: Buffer): { prefix: string; next: string[] } {
+  const full = Math.floor(header.length / 3) * 3;
+  let prefix = PREFIX + header.subarray(0, full).toString('base64url');
+  const rest = header.subarray(full);
+  if (rest.length === 0) return { prefix, next: [] };
+  // Encode the leftover bytes followed by zero bits; the last character is only partly theirs.
+  const chars = Buffer.concat([rest, Buffer.alloc(3 - rest.length)]).toString('base64url');
+  const exact = rest.length; // 1 byte -> 1 whole char + 2 bits; 2 bytes -> 2 whole chars + 4 bits
+  prefix += chars.slice(0, exact);
+  const known = B64URL.indexOf(chars[exact]);
+  const freeBits = rest.length === 1 ? 4 : 2;
+  const next: string[] = [];
+  for (let i = 0; i < 1 << freeBits; i++) next.push(B64URL[known + i]);
+  return { prefix, next };
+}
+
+const lit = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
 /**
  * Rows whose envelope's DEK is not wrapped by the primary KEK (`primaryHeader` =
- * tag | id_len | id of the primary). For json-paths the server only narrows to
- * rows with envelopes; the keyring decides per value.
+ * tag | id_len | id of the primary): a prefix comparison on the text, no
+ * decoding. For json-paths the server only narrows to rows with envelopes; the
+ * keyring decides per value.
  */
 export function rotationPredicate(p: LeafPlan, primaryHeader: Buffer): string {
   if (p.valueKind === 'json-paths') return encryptedPredicate(p);
   const v = envelopeText(p);
-  const head = `pg_catalog.substring(${headerBytes(v, primaryHeader.length)} FROM 1 FOR ${primaryHeader.length})`;
-  return `(${v} LIKE '${PREFIX}%' AND ${head} IS DISTINCT FROM pg_catalog.decode('${primaryHeader.toString('hex')}', 'hex'))`;
+  const { prefix, next } = envelopePrefix(primaryHeader);
+  const nextCheck = next.length ? ` AND pg_catalog.substr(${v}, ${prefix.length + 1}, 1) IN (${next.map(lit).join(', ')})` : '';
+  return `(${v} LIKE '${PREFIX}%' AND NOT (pg_catalog.starts_with(${v}, ${lit(prefix)})${nextCheck}))`;
 }
 
 /** The column as text, as the admin code reads and compares it. */

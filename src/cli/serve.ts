@@ -66,9 +66,11 @@ them at once. Logs are JSON lines on stdout (pretty on a terminal).`,
     setLogger(logger);
     // Loaded here, not at the top: keygen/encrypt/decrypt must work even if the proxy's modules cannot load.
     const { startProxy } = await import('../proxy/server.js');
+    const { createProxyDeps } = await import('../encryption/deps.js');
     const keyring = await Keyring.fromConfig(config.kek);
     try {
-      const server = await startProxy(config, { logger, keyring });
+      const { deps } = await createProxyDeps(config, logger, keyring);
+      const server = await startProxy(config, { logger, keyring, ...deps });
       const stopped = closeOnSignals(server, config, logger, io);
       logger.info({ host: server.host, port: server.port, config: config.source, pid: process.pid }, 'pgcmek ready');
       await stopped;

@@ -11,15 +11,19 @@ export const DOT = 0x2e;
 export const LF = 0x0a;
 export const CR = 0x0d;
 
-/** COPY options as the SQL analysis layer reads them from the statement. */
+/**
+ * COPY options as the SQL analysis layer reads them from the statement (field names
+ * match its CopyFormatOptions, so a COPY plan can be passed as is). Binary is
+ * accepted by the type only to be refused: its rows cannot be rewritten here.
+ */
 export interface CopyFormat {
-  format: 'text' | 'csv';
+  format: 'text' | 'csv' | 'binary';
   /** DELIMITER: one ASCII byte; default tab (text) or ',' (csv). */
   delimiter?: string;
   /** NULL: default `\N` (text) or the empty unquoted string (csv). */
-  nullString?: string;
+  null?: string;
   /** DEFAULT (Postgres 16+, COPY FROM): a field equal to it takes the column default. */
-  defaultString?: string;
+  defaultMarker?: string;
   /** CSV QUOTE, default `"`. */
   quote?: string;
   /** CSV ESCAPE, default = quote. */
@@ -123,8 +127,8 @@ export function resolveCopyFormat(f: CopyFormat): ResolvedCopyFormat {
     delim,
     quote,
     escape: esc === quote ? -1 : esc,
-    nullMarker: marker(f.nullString ?? (csv ? '' : '\\N'), 'null string'),
-    defaultMarker: f.defaultString === undefined ? undefined : marker(f.defaultString, 'default string'),
+    nullMarker: marker(f.null ?? (csv ? '' : '\\N'), 'null string'),
+    defaultMarker: f.defaultMarker === undefined ? undefined : marker(f.defaultMarker, 'default string'),
     header: f.header === true || f.header === 'match',
     csvEndMarker: f.csvEndMarker ?? true,
     forceNull: csv ? fieldSet(f.forceNull) : () => false,
@@ -273,7 +277,9 @@ export function decodeTextField(raw: Buffer): Buffer {
   let o = 0;
   let p = 0;
   while (b >= 0) {
-    o += raw.copy(out, o, p, b);
+    // Runs between escapes are short; a byte loop beats Buffer#copy's call overhead there.
+    if (b - p > 32) o += raw.copy(out, o, p, b);
+    else while (p < b) out[o++] = raw[p++];
     let q = b + 1;
     if (q >= n) {
       p = n; // a trailing lone backslash is dropped, as Postgres does
@@ -335,7 +341,7 @@ export function decodeCsvField(fmt: ResolvedCopyFormat, raw: Buffer): Buffer {
  */
 export function encodeTextField(value: Buffer, delim: number, avoid?: readonly (Buffer | undefined)[]): Buffer {
   const enc = escapeText(value, delim);
-  if (!avoid || !avoid.some((m) => m !== undefined && m.equals(enc))) return enc;
+  if (!avoid || !avoid.some((m) => m !== undefined && m.length === enc.length && m.equals(enc))) return enc;
   if (value.length === 0) {
     throw new CopyDataError('COPY_BAD_DATA', 'an empty value cannot be written when NULL is the empty string');
   }

@@ -29,6 +29,13 @@ import {
 /** A row longer than this (bytes, a CSV row may span lines) fails the COPY instead of growing memory. */
 export const DEFAULT_MAX_ROW_BYTES = 64 * 1024 * 1024;
 
+/**
+ * Output longer than this is returned as several chunks (views, no copy): CopyData
+ * boundaries carry no meaning, and a rewrite that grows a big client message must
+ * not cross the server's 1 GB message limit.
+ */
+export const MAX_OUTPUT_CHUNK = 16 * 1024 * 1024;
+
 /** New value for a field, or undefined to leave its bytes as they are. */
 export type FieldRewrite = (value: Buffer, field: number) => Buffer | undefined | Promise<Buffer | undefined>;
 
@@ -96,10 +103,11 @@ class Pieces {
 
   private joined(): Buffer[] {
     const p = this.parts;
-    if (p.length === 0) return [];
-    if (p.length === 1) return [p[0]];
-    const b = Buffer.concat(p);
-    return b.length > 0 ? [b] : [];
+    const b = p.length === 1 ? p[0] : Buffer.concat(p);
+    if (b.length <= MAX_OUTPUT_CHUNK) return b.length > 0 ? [b] : [];
+    const out: Buffer[] = [];
+    for (let i = 0; i < b.length; i += MAX_OUTPUT_CHUNK) out.push(b.subarray(i, i + MAX_OUTPUT_CHUNK));
+    return out;
   }
 }
 

@@ -3,7 +3,7 @@
 // predicate rules; RETURNING lists become the statement's output columns (for
 // data-modifying CTEs and COPY (… RETURNING …) TO).
 import type { TablePolicy } from '../config/types.js';
-import { as, items, locationOf, strings, type Ast } from './ast.js';
+import { as, items, locationOf, type Ast } from './ast.js';
 import type { AnalysisContext, QueryOutput } from './context.js';
 import { qualified, refuse } from './errors.js';
 import { analyzeSelect, analyzeWith, buildFrom, outputColumns, walkExpr, type Walk } from './query.js';
@@ -119,7 +119,6 @@ function analyzeInsert(ctx: AnalysisContext, b: Ast, parent: Scope): QueryOutput
     const out = analyzeSelect(ctx, sel, scope);
     if (policy) {
       if (!cols) unknownColumns(policy, b.relation.location);
-      cols = cols!;
       cols.forEach((col, i) => {
         const target = encryptedColumn(policy, col);
         if (!target) return;
@@ -200,4 +199,3 @@ function analyzeMerge(ctx: AnalysisContext, b: Ast, parent: Scope): QueryOutput 
   return returning(ctx, b, scope);
 }
 
-export { strings };

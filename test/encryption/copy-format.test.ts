@@ -13,6 +13,10 @@ import {
   splitFields,
   type CopyFormat,
 } from '../../src/encryption/copy-format.js';
+import type { CopyFormatOptions } from '../../src/sql/types.js';
+
+// The SQL layer's COPY plan carries its options under the same names: it can be passed as is.
+const planIsAFormat = (p: CopyFormatOptions): CopyFormat => p;
 
 const b = (s: string): Buffer => Buffer.from(s, 'utf8');
 
@@ -31,6 +35,15 @@ function fields(format: CopyFormat, line: string, last = 20): { raw: string[]; q
 }
 
 describe('resolveCopyFormat', () => {
+  it('accepts the options of a SQL-layer COPY plan', () => {
+    const plan: CopyFormatOptions = {
+      format: 'csv', delimiter: ';', null: 'NA', quote: "'", escape: '\\', header: 'match',
+      forceNotNull: [1], forceNull: 'all', forceQuote: [],
+    };
+    const f = resolveCopyFormat(planIsAFormat(plan));
+    expect([f.delim, f.quote, f.escape, f.nullMarker.toString(), f.forceNull(9), f.forceNotNull(1)]).toEqual([59, 39, 92, 'NA', true, true]);
+  });
+
   it('applies the Postgres defaults per format', () => {
     const t = resolveCopyFormat({ format: 'text' });
     expect([t.csv, t.delim, t.quote, t.escape, t.nullMarker.toString(), t.header]).toEqual([false, 9, -1, -1, '\\N', false]);
@@ -54,9 +67,9 @@ describe('resolveCopyFormat', () => {
       { format: 'text', delimiter: '||' },
       { format: 'text', delimiter: 'é' },
       { format: 'csv', quote: '\n' },
-      { format: 'text', nullString: 'a\nb' },
+      { format: 'text', null: 'a\nb' },
       { format: 'text', encoding: 'LATIN1' },
-      { format: 'binary' as 'text' },
+      { format: 'binary' },
     ];
     for (const f of bad) {
       const e = (() => {
@@ -188,7 +201,7 @@ describe('encodeCsvField', () => {
     expect(e('a\\c', o, f)).toBe('a\\c'); // unquoted: the escape is not special
   });
   it('quotes a value equal to the NULL or DEFAULT marker', () => {
-    const f = resolveCopyFormat({ format: 'csv', nullString: 'NA', defaultString: 'DEF' });
+    const f = resolveCopyFormat({ format: 'csv', null: 'NA', defaultMarker: 'DEF' });
     expect(e('NA', o, f)).toBe('"NA"');
     expect(e('DEF', o, f)).toBe('DEF');
     expect(e('DEF', { ...o, avoidDefault: true }, f)).toBe('"DEF"');

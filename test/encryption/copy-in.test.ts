@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CopyDataError, type CopyFormat } from '../../src/encryption/copy-format.js';
-import { CopyInEncryptor, type CopyInOptions } from '../../src/encryption/copy-in.js';
+import { CopyInEncryptor, MAX_OUTPUT_CHUNK, type CopyInOptions } from '../../src/encryption/copy-in.js';
 
 // A reversible stand-in for the envelope: prefix + base64url of the plaintext.
 const PREFIX = 'cmek:v1:';
@@ -141,7 +141,7 @@ describe('CopyInEncryptor, text format', () => {
 
   it('leaves DEFAULT markers and rows without the target field alone', async () => {
     await check(
-      { format: { format: 'text', defaultString: '\\D' }, fields: [1] },
+      { format: { format: 'text', defaultMarker: '\\D' }, fields: [1] },
       '1\t\\D\n2\n3\tv\n',
       `1\t\\D\n2\n3\t${enc('v')}\n`,
     );
@@ -149,7 +149,7 @@ describe('CopyInEncryptor, text format', () => {
 
   it('honours a custom delimiter and NULL string', async () => {
     await check(
-      { format: { format: 'text', delimiter: '|', nullString: 'NULL' }, fields: [1] },
+      { format: { format: 'text', delimiter: '|', null: 'NULL' }, fields: [1] },
       '1|NULL|x\n2|a\\|b|y\n3|\\N|z\n',
       `1|NULL|x\n2|${enc('a|b')}|y\n3|${enc('N')}|z\n`,
     );
@@ -157,7 +157,7 @@ describe('CopyInEncryptor, text format', () => {
 
   it('writes a value that would read back as NULL so it does not', async () => {
     const out = runSync(
-      { format: { format: 'text', nullString: 'X' }, fields: [0], transform: () => Buffer.from('X') },
+      { format: { format: 'text', null: 'X' }, fields: [0], transform: () => Buffer.from('X') },
       [Buffer.from('a\n')],
     );
     expect(out.toString()).toBe('\\130\n');
@@ -222,7 +222,7 @@ describe('CopyInEncryptor, CSV format', () => {
       `1,,x\n2,"",y\n3,${enc('v')},z\n`,
     );
     await check(
-      { format: { format: 'csv', nullString: 'NA', forceNotNull: 'all' }, fields: [1] },
+      { format: { format: 'csv', null: 'NA', forceNotNull: 'all' }, fields: [1] },
       '1,NA,x\n2,"NA",y\n',
       `1,${enc('NA')},x\n2,${enc('NA')},y\n`,
     );
@@ -254,6 +254,16 @@ describe('CopyInEncryptor, limits and chunking', () => {
     const { out, perPush } = await run({ format: TEXT, fields: [1] }, chunks);
     expect(perPush.every((n) => n <= 1)).toBe(true);
     expect(out.toString()).toBe(rows.replace(/secret-\d+/g, (s) => enc(s)));
+  });
+
+  it('splits output larger than MAX_OUTPUT_CHUNK into several chunks', () => {
+    const row = 'x'.repeat(1 << 20) + '\n';
+    const rows = Buffer.from(row.repeat(20));
+    const e = new CopyInEncryptor({ format: TEXT, fields: [0], transform: (v) => Buffer.concat([Buffer.from('cmek:v1:'), v]) });
+    const out = e.push(rows) as Buffer[];
+    expect(out.length).toBeGreaterThan(1);
+    expect(out.every((b) => b.length <= MAX_OUTPUT_CHUNK)).toBe(true);
+    expect(Buffer.concat(out).equals(Buffer.from(('cmek:v1:' + row).repeat(20)))).toBe(true);
   });
 
   it('forwards a chunk with no work as the same bytes without copying', () => {

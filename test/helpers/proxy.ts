@@ -53,13 +53,15 @@ export function retarget(url: string, host: string, port: number): string {
 
 export async function startTestProxy(opts: { config?: Partial<Config>; upstreamUrl?: string } = {}): Promise<TestProxy> {
   const config = testProxyConfig(opts.config, opts.upstreamUrl);
-  const server = process.env.DEVPIPE ? await devPipe(config) : await startProxy(config, { logger: createLogger('silent') });
+  const server = await startProxy(config, { logger: createLogger('silent') });
   return {
     host: server.host,
     port: server.port,
     server,
     via: (directUrl) => retarget(directUrl, server.host, server.port),
-    close: (graceMs = 0) => server.close(graceMs),
+    // A grace period by default: clients that just sent Terminate (pool.end() does not wait
+    // for the socket to close) are not sent a shutdown FATAL they would raise as an error.
+    close: (graceMs = 2_000) => server.close(graceMs),
   };
 }
 
@@ -151,12 +153,3 @@ export async function spawnProxyProcess(yaml: string, listen: { host: string; po
   };
 }
 
-// DEV ONLY (removed before handing over)
-import { createServer as cs, connect as cn } from 'node:net';
-async function devPipe(config: Config): Promise<ProxyServer> {
-  const socks = new Set<import('node:net').Socket>();
-  const srv = cs((c) => { const u = cn(config.upstream.port, config.upstream.host); socks.add(c); socks.add(u); c.pipe(u); u.pipe(c); c.on('error', () => u.destroy()); u.on('error', () => c.destroy()); c.on('close', () => u.destroy()); u.on('close', () => c.destroy()); });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as import('node:net').AddressInfo).port;
-  return { port, host: '127.0.0.1', close: async () => { for (const s of socks) s.destroy(); await new Promise((r) => srv.close(r)); } };
-}

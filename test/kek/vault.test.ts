@@ -9,6 +9,12 @@ import { createVaultBackend, parseTransitCiphertext, type VaultBackend } from '.
 import { FakeVault } from './fake-vault.js';
 import { captureLog, FAST_RETRY, NO_REUSE, rejection, REUSE, transitRules, vaultConfig } from './helpers.js';
 
+/** Changes one base64 character of a Transit ciphertext (still well-formed, no longer authentic). */
+function tamper(wrapped: Buffer): void {
+  const i = 20;
+  wrapped[i] = wrapped[i] === 0x41 ? 0x42 : 0x41;
+}
+
 let vault: FakeVault;
 let token: string;
 let backend: VaultBackend;
@@ -42,8 +48,8 @@ describe('vault backend: wrap and unwrap', () => {
     expect(wrapped.tag).toBe(BackendTag.vault);
     expect(wrapped.kekId.toString()).toBe('1');
     expect(wrapped.nonce.length).toBe(0);
-    // 12-byte nonce + 32-byte DEK + 16-byte GCM tag, stored decoded (not base64 twice)
-    expect(wrapped.wrapped.length).toBe(60);
+    // the Transit ciphertext as Vault returned it: nonce 12 + DEK 32 + GCM tag 16, base64
+    expect(wrapped.wrapped.toString('latin1')).toMatch(/^vault:v1:[A-Za-z0-9+/]{80}$/);
     const back = await backend.unwrap(wrapped);
     expect(back.equals(dek)).toBe(true);
     expect(vault.count(/^transit\/datakey\/plaintext\/pgcmek$/)).toBe(1);
@@ -65,7 +71,7 @@ describe('vault backend: wrap and unwrap', () => {
 
   it('an altered wrapped DEK fails as unwrap_failed (GCM), not garbage', async () => {
     const { wrapped } = await backend.generateDek();
-    wrapped.wrapped[20] ^= 1;
+    tamper(wrapped.wrapped);
     const e = await rejection(backend.unwrap(wrapped));
     expect(e).toBeInstanceOf(CMEKDecryptionError);
     expect((e as CMEKDecryptionError).reason).toBe('unwrap_failed');
@@ -85,7 +91,7 @@ describe('vault backend: wrap and unwrap', () => {
 
   it('a batch with one bad item fails that item only (Vault answers 400 with batch_results)', async () => {
     const gens = await Promise.all(Array.from({ length: 5 }, () => backend.generateDek()));
-    gens[2]!.wrapped.wrapped[30] ^= 0xff;
+    tamper(gens[2]!.wrapped.wrapped);
     const settled = await Promise.allSettled(gens.map((g) => backend.unwrap(g.wrapped)));
     expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
     const bad = (settled[2] as PromiseRejectedResult).reason as CMEKDecryptionError;
@@ -115,12 +121,21 @@ describe('vault backend: wrap and unwrap', () => {
     expect(k.describe(values[0]!)).toEqual({ backend: 'vault', kekId: '1', primary: true });
   });
 
-  it('parses only canonical Transit ciphertexts', () => {
-    expect(parseTransitCiphertext('vault:v12:AAAA')).toEqual({ version: 12, bytes: Buffer.alloc(3) });
+  it('parses only Transit ciphertexts', () => {
+    expect(parseTransitCiphertext('vault:v12:AAAA')).toEqual({ version: 12, text: 'vault:v12:AAAA' });
     expect(parseTransitCiphertext('vault:v0:AAAA')).toBeUndefined();
-    expect(parseTransitCiphertext('vault:v1:AAB=')).toBeUndefined(); // non-zero trailing bits
     expect(parseTransitCiphertext('vault:v1:AA==extra')).toBeUndefined();
     expect(parseTransitCiphertext('other:v1:AAAA')).toBeUndefined();
+  });
+
+  it('a wrapped DEK whose ciphertext version is not its KEK id is refused before any call', async () => {
+    const { wrapped } = await backend.generateDek();
+    const calls = vault.requests.length;
+    const e = await rejection(backend.unwrap({ ...wrapped, kekId: Buffer.from('2') }));
+    expect((e as CMEKDecryptionError).reason).toBe('bad_format');
+    const e2 = await rejection(backend.unwrap({ ...wrapped, wrapped: Buffer.from('garbage') }));
+    expect((e2 as CMEKDecryptionError).reason).toBe('bad_format');
+    expect(vault.requests.length).toBe(calls);
   });
 });
 

@@ -129,7 +129,7 @@ export class AwsKmsBackend implements KekBackend {
       }
     }
     this.ready = true;
-    this.log.info({ key: arn, region: await this.client.config.region() }, 'AWS KMS KEK ready');
+    this.log.info({ keyArn: arn, region: await this.client.config.region() }, 'AWS KMS KEK ready');
   }
 
   primaryKekId(): Buffer {

@@ -35,18 +35,10 @@ async function createBackend(name: KekBackendName, kek: KekConfig): Promise<KekB
         throw new KekConfigError('kek.backend is local but no KEK file is set: set VIGILO_CMEK_LOCAL_KEK_PATH (kek.local.path); create one with `pgcmek keygen --out PATH`');
       }
       return new LocalKekBackend({ ...(kek.local.path !== undefined && { path: kek.local.path }), previous: kek.local.previous });
-    // ---- PLUG-IN POINT for the remote backends -------------------------------
-    // When src/crypto/kek/vault.ts and src/crypto/kek/aws-kms.ts land, replace each throw with:
-    //   case 'vault':   return (await import('./vault.js')).createVaultBackend(kek);
-    //   case 'aws_kms': return (await import('./aws-kms.js')).createAwsKmsBackend(kek);
-    // (dynamic import: the AWS SDK is only loaded by deployments that use KMS.)
+    // Remote backends (docs/KEK_BACKENDS.md). Dynamic imports: the AWS SDK is only loaded by deployments that use KMS.
     case 'vault':
-      throw notInThisBuild('vault');
+      return (await import('./vault.js')).createVaultBackend(kek);
     case 'aws_kms':
-      throw notInThisBuild('aws_kms');
+      return (await import('./aws-kms.js')).createAwsKmsBackend(kek);
   }
-}
-
-function notInThisBuild(name: KekBackendName): KekConfigError {
-  return new KekConfigError(`KEK backend ${name} is not available in this build: use VIGILO_CMEK_BACKEND=local`);
 }

@@ -5,16 +5,17 @@
 //   unwrap   POST <mount>/decrypt/<key>            (batch_input)
 //   rewrap   POST <mount>/rewrap/<key>             (batch_input; the DEK stays in Vault)
 // A Transit ciphertext is `vault:v<N>:<base64>`. In the envelope the KEK id is
-// N in ASCII and the wrapped bytes are the decoded base64, so the stored value
-// is not inflated by base64 twice; unwrap rebuilds the exact string.
-import { readFile } from 'node:fs/promises';
+// N in ASCII and the wrapped bytes are that ciphertext string as ASCII, exactly
+// as Vault returned it: an operator can hand it to `vault write transit/decrypt`
+// without pgcmek (docs/FORMAT.md §4).
 import type { KekConfig } from '../../config/types.js';
 import { log as rootLog, type Logger } from '../../log.js';
 import { CMEKDecryptionError, KekConfigError } from '../errors.js';
 import { DEFAULT_RETRY, lastError, RemoteCounters, RemoteKekError, withRetry, type RemoteMetrics, type RetryPolicy } from './retry.js';
 import { BackendTag, type KekBackend, type WrappedDek } from './types.js';
 import { Batcher } from './vault-batch.js';
-import { classifyVault, describeVaultFailure, safeAddr, VAULT_SETTING, type VaultHealth, type VaultTarget } from './vault-errors.js';
+import { checkCapabilities, checkKeyInfo, neededCapabilities, readVaultConfig } from './vault-config.js';
+import { classifyVault, describeVaultFailure, safeAddr, type VaultHealth, type VaultTarget } from './vault-errors.js';
 import { VaultHttp, VaultHttpError, type VaultResponse } from './vault-http.js';
 import { parseLookupSelf, parseRenewSelf, TokenRenewer } from './vault-token.js';
 
@@ -32,20 +33,15 @@ export interface VaultBackendOptions {
 }
 
 const DEK_BYTES = 32;
+const ON_DEMAND_REFRESH_MS = 5000;
 const EMPTY = Buffer.alloc(0);
-const SYMMETRIC = new Set(['aes256-gcm96', 'aes128-gcm96', 'chacha20-poly1305', 'xchacha20-poly1305']);
 const CIPHERTEXT = /^vault:v([1-9]\d{0,9}):([A-Za-z0-9+/]+={0,2})$/;
-// Vault's GenericNameRegex for key names.
-const KEY_NAME = /^\w(?:[\w.-]*\w)?$/;
 
-/** `vault:vN:<b64>` -> version and decoded bytes; undefined unless canonical (so it rebuilds exactly). */
-export function parseTransitCiphertext(s: unknown): { version: number; bytes: Buffer } | undefined {
+/** `vault:vN:<base64>` -> its version; undefined for anything else. */
+export function parseTransitCiphertext(s: unknown): { version: number; text: string } | undefined {
   if (typeof s !== 'string') return undefined;
   const m = CIPHERTEXT.exec(s);
-  if (!m) return undefined;
-  const bytes = Buffer.from(m[2]!, 'base64');
-  if (bytes.toString('base64') !== m[2]) return undefined;
-  return { version: Number(m[1]), bytes };
+  return m ? { version: Number(m[1]), text: s } : undefined;
 }
 
 /** The KEK id of a Vault-wrapped DEK is the key version in ASCII ("3"). */
@@ -75,6 +71,7 @@ export class VaultBackend implements KekBackend {
   private ready = false;
   private latest = 0;
   private minDecryption = 1;
+  private lastOnDemandRefresh = 0;
 
   constructor(
     readonly target: VaultTarget,
@@ -119,7 +116,7 @@ export class VaultBackend implements KekBackend {
       await this.checkCapabilities();
       this.renewer.start(info);
       this.log.info(
-        { addr: safeAddr(this.target.addr), key: this.target.keyName, version: this.latest, tokenTtlSeconds: info.ttl, renewable: info.renewable },
+        { addr: safeAddr(this.target.addr), keyName: this.target.keyName, version: this.latest, tokenTtlSeconds: info.ttl, renewable: info.renewable },
         'Vault Transit KEK ready',
       );
     } catch (e) {
@@ -136,28 +133,15 @@ export class VaultBackend implements KekBackend {
 
   private async readKey(): Promise<void> {
     const d = (await this.send('read-key', 'GET', this.keyPath)).body.data as Record<string, unknown> | undefined;
-    if (!d || typeof d.latest_version !== 'number') throw new KekConfigError(`vault KEK backend: unexpected answer to GET ${this.keyPath}`);
-    const where = `Vault Transit key "${this.target.keyName}" (${VAULT_SETTING.keyName})`;
-    if (typeof d.type === 'string' && !SYMMETRIC.has(d.type)) {
-      throw new KekConfigError(`${where} is of type ${d.type}; DEK wrapping needs a symmetric key such as aes256-gcm96`);
-    }
-    if (d.derived === true) {
-      throw new KekConfigError(`${where} uses key derivation (derived=true), which needs a context per call; use a key created without derivation`);
-    }
-    this.noteMeta(d);
+    checkKeyInfo(d, this.target, this.keyPath);
+    this.noteMeta(d!);
   }
 
-  /** sys/capabilities-self (allowed by Vault's default policy) tells what the token may do, without using the key. */
   private async checkCapabilities(): Promise<void> {
-    const need: [string, string, boolean][] = [
-      [this.opPath('decrypt'), 'unwrap DEKs', true],
-      [`${this.target.mount}/datakey/plaintext/${this.target.keyName}`, 'generate DEKs', this.isPrimary],
-      [this.opPath('rewrap'), 'rewrap DEKs after a key rotation', false],
-      [this.opPath('encrypt'), 'wrap DEKs of another backend (migration)', false],
-    ];
     let body: Record<string, unknown>;
+    const needs = neededCapabilities(this.target, this.isPrimary);
     try {
-      body = (await this.send('capabilities', 'POST', 'sys/capabilities-self', { paths: need.map((n) => n[0]) })).body;
+      body = (await this.send('capabilities', 'POST', 'sys/capabilities-self', { paths: needs.map((n) => n.path) })).body;
     } catch (e) {
       const err = lastError(e).error;
       // A policy may withhold this endpoint; the real calls then tell.
@@ -167,14 +151,7 @@ export class VaultBackend implements KekBackend {
       }
       throw e;
     }
-    const data = (body.data ?? body) as Record<string, unknown>;
-    for (const [path, why, required] of need) {
-      const caps = Array.isArray(data[path]) ? (data[path] as unknown[]).map(String) : [];
-      if (caps.includes('update') || caps.includes('root')) continue;
-      const msg = `the token in ${VAULT_SETTING.token} lacks "update" on "${path}"${this.target.namespace ? ` in namespace "${this.target.namespace}"` : ''} (needed to ${why}): add it to the token's policy`;
-      if (required) throw new KekConfigError(`vault KEK backend: ${msg}`);
-      this.log.warn(msg);
-    }
+    for (const warning of checkCapabilities(body, needs, this.target)) this.log.warn(warning);
   }
 
   /** Re-reads the key's versions (rotation by another instance or an operator). */
@@ -214,8 +191,16 @@ export class VaultBackend implements KekBackend {
   private noteVersion(v: number): void {
     if (v > this.latest) {
       this.latest = v;
-      void this.refresh();
+      this.refreshSoon();
     }
+  }
+
+  /** An on-demand re-read, at most every few seconds (values naming unknown versions must not flood Vault). */
+  private refreshSoon(): void {
+    const now = Date.now();
+    if (now - this.lastOnDemandRefresh < ON_DEMAND_REFRESH_MS) return;
+    this.lastOnDemandRefresh = now;
+    void this.refresh();
   }
 
   // ---- KekBackend -----------------------------------------------------------
@@ -232,7 +217,7 @@ export class VaultBackend implements KekBackend {
   hasKek(kekId: Buffer): boolean {
     const v = parseVersionId(kekId);
     if (v === undefined || v < this.minDecryption) return false;
-    if (v > this.latest) void this.refresh();
+    if (v > this.latest) this.refreshSoon();
     return true;
   }
 
@@ -265,9 +250,10 @@ export class VaultBackend implements KekBackend {
 
   async unwrap(w: WrappedDek): Promise<Buffer> {
     const version = this.checkWrapped(w);
+    const ciphertext = this.ciphertextOf(version, w);
     let r: Record<string, unknown>;
     try {
-      r = await this.decrypts.submit(this.ciphertextOf(version, w));
+      r = await this.decrypts.submit(ciphertext);
     } catch (e) {
       throw await this.unwrapError(e, version);
     }
@@ -282,9 +268,10 @@ export class VaultBackend implements KekBackend {
   /** Transit rewrap to the latest version: the DEK never leaves Vault. */
   async rewrap(w: WrappedDek): Promise<WrappedDek> {
     const version = this.checkWrapped(w);
+    const ciphertext = this.ciphertextOf(version, w);
     let r: Record<string, unknown>;
     try {
-      r = await this.rewraps.submit(this.ciphertextOf(version, w));
+      r = await this.rewraps.submit(ciphertext);
     } catch (e) {
       if (e instanceof ItemError) throw await this.unwrapError(e, version);
       throw await this.remoteError(e);
@@ -319,12 +306,17 @@ export class VaultBackend implements KekBackend {
     return v;
   }
 
+  /** The Transit ciphertext a wrapped DEK holds; its version must be the KEK id (both are in the envelope). */
   private ciphertextOf(version: number, w: WrappedDek): string {
-    return `vault:v${version}:${w.wrapped.toString('base64')}`;
+    const ct = parseTransitCiphertext(w.wrapped.toString('latin1'));
+    if (!ct || ct.version !== version) {
+      throw new CMEKDecryptionError('bad_format', { backend: 'vault', kekId: String(version), detail: `the wrapped DEK is not a vault:v${version}: Transit ciphertext` });
+    }
+    return ct.text;
   }
 
-  private wrappedOf(ct: { version: number; bytes: Buffer }): WrappedDek {
-    return { tag: BackendTag.vault, kekId: Buffer.from(String(ct.version), 'latin1'), nonce: EMPTY, wrapped: ct.bytes };
+  private wrappedOf(ct: { version: number; text: string }): WrappedDek {
+    return { tag: BackendTag.vault, kekId: Buffer.from(String(ct.version), 'latin1'), nonce: EMPTY, wrapped: Buffer.from(ct.text, 'latin1') };
   }
 
   private wrappedFromAnswer(r: Record<string, unknown>, op: string): WrappedDek {
@@ -415,33 +407,6 @@ function isKeyMissingError(err: VaultHttpError): boolean {
 
 /** Validates kek.vault and builds the backend; init() then checks Vault itself. */
 export async function createVaultBackend(kek: KekConfig, opts: VaultBackendOptions = {}): Promise<VaultBackend> {
-  const v = kek.vault;
-  const need = `set ${VAULT_SETTING.addr}, ${VAULT_SETTING.token} and ${VAULT_SETTING.keyName}`;
-  if (!v) throw new KekConfigError(`vault KEK backend: kek.vault is not configured: ${need}`);
-  if (!v.addr) throw new KekConfigError(`vault KEK backend: no Vault address: set ${VAULT_SETTING.addr} (e.g. https://vault.internal:8200)`);
-  let url: URL;
-  try {
-    url = new URL(v.addr);
-  } catch {
-    throw new KekConfigError(`vault KEK backend: ${VAULT_SETTING.addr} is not a URL (expected https://host:8200)`);
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new KekConfigError(`vault KEK backend: ${VAULT_SETTING.addr} must be an http:// or https:// URL, got ${url.protocol}`);
-  }
-  if (!v.token) throw new KekConfigError(`vault KEK backend: no Vault token: set ${VAULT_SETTING.token}`);
-  if (!v.keyName) throw new KekConfigError(`vault KEK backend: no Transit key name: set ${VAULT_SETTING.keyName}`);
-  if (!KEY_NAME.test(v.keyName)) throw new KekConfigError(`vault KEK backend: ${VAULT_SETTING.keyName} "${v.keyName}" is not a valid Transit key name`);
-  const mount = (v.mount || 'transit').replace(/^\/+|\/+$/g, '');
-  const namespace = v.namespace?.replace(/^\/+|\/+$/g, '') || undefined;
-  let ca: Buffer | undefined;
-  if (v.caFile) {
-    try {
-      ca = await readFile(v.caFile);
-    } catch (e) {
-      throw new KekConfigError(`vault KEK backend: cannot read ${VAULT_SETTING.caFile} ${v.caFile} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-    }
-    if (url.protocol === 'http:') (opts.log ?? rootLog()).warn(`${VAULT_SETTING.caFile} is ignored: ${VAULT_SETTING.addr} is plain http`);
-  }
-  const target: VaultTarget = { addr: v.addr, mount, keyName: v.keyName, ...(namespace ? { namespace } : {}) };
-  return new VaultBackend(target, v.token, ca, kek.backend === 'vault', opts);
+  const c = await readVaultConfig(kek, opts.log ?? rootLog());
+  return new VaultBackend(c.target, c.token, c.ca, c.primary, opts);
 }

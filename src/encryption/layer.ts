@@ -1,0 +1,84 @@
+// The process-wide half of transparent encryption: the keyring, the SQL analyzer,
+// the per-database catalog cache, and the factory that gives each proxy session
+// its own EncryptionSession. With an empty `encrypted:` map (and
+// `decrypt_unmapped: off`) the factory returns no interceptor at all, so the
+// proxy forwards every frame from its header alone.
+import type { Config, TablePolicy } from '../config/types.js';
+import type { Keyring } from '../crypto/keyring.js';
+import type { Logger } from '../log.js';
+import { CatalogCache } from '../catalog/cache.js';
+import type { ResolvedCatalog } from '../catalog/types.js';
+import { SqlAnalyzer } from '../sql/analyzer.js';
+import type { InterceptorFactory, SessionInfo } from '../proxy/interceptor.js';
+import { ValueCodec } from './values.js';
+import { EncryptionSession } from './session.js';
+import type { AdminGateway } from './admin-gateway.js';
+
+export interface EncryptionLayerOptions {
+  config: Config;
+  keyring: Keyring;
+  logger: Logger;
+  /** Runs `CMEK …` admin commands for a session (issue 5); absent = refused. */
+  admin?: AdminGateway;
+}
+
+export class EncryptionLayer {
+  readonly tables: readonly TablePolicy[];
+  readonly codec: ValueCodec;
+  readonly catalogs: CatalogCache;
+  readonly logger: Logger;
+  readonly decryptUnmapped: boolean;
+  readonly admin: AdminGateway | undefined;
+  private readonly analyzers = new Map<string, SqlAnalyzer>();
+  /** Catalog problems already logged, per database (log each once, not per session). */
+  private readonly reported = new Set<string>();
+
+  constructor(readonly opts: EncryptionLayerOptions) {
+    this.tables = opts.config.encrypted;
+    this.codec = new ValueCodec(opts.keyring);
+    this.catalogs = new CatalogCache(0, { maxAgeMs: 60_000 });
+    this.logger = opts.logger;
+    this.decryptUnmapped = opts.config.decryptUnmapped === 'prefixed';
+    this.admin = opts.admin;
+  }
+
+  get keyring(): Keyring {
+    return this.opts.keyring;
+  }
+
+  get enabled(): boolean {
+    return this.tables.length > 0 || this.decryptUnmapped || this.admin !== undefined;
+  }
+
+  /** One analyzer per database: its cache is keyed by text, and column order is per database. */
+  analyzer(database: string): SqlAnalyzer {
+    let a = this.analyzers.get(database);
+    if (!a) {
+      a = new SqlAnalyzer({
+        tables: this.tables,
+        columnsOf: (schema, table) => this.catalogs.get(database)?.columnsOf(schema, table),
+      });
+      this.analyzers.set(database, a);
+    }
+    return a;
+  }
+
+  /** Logs a database's catalog warnings/errors once per load. */
+  noteCatalog(database: string, catalog: ResolvedCatalog): void {
+    const key = `${database}:${this.catalogs.generation}:${catalog.warnings.join('|')}:${catalog.errors.join('|')}`;
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    for (const w of catalog.warnings) this.logger.warn({ database }, `encrypted map: ${w}`);
+    for (const e of catalog.errors) this.logger.error({ database }, `encrypted map: ${e}`);
+  }
+
+  /** SIGHUP / DDL outside the proxy: forget every resolved catalog and analysis. */
+  invalidateAll(): void {
+    this.catalogs.invalidateAll();
+    for (const a of this.analyzers.values()) a.clearCache();
+  }
+
+  factory(): InterceptorFactory {
+    return (info: SessionInfo) => (this.enabled ? new EncryptionSession(this, info) : undefined);
+  }
+}

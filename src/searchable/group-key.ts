@@ -1,0 +1,130 @@
+// One searchable key in memory: the column DEK (as a DeterministicKey) and its
+// wrappings from the key table, each turned into the fixed envelope header
+// `cmek:v1:<wrapped_dek>|<nonce>|` once. Every value of the key is one of
+// those headers followed by the deterministic token, so:
+//   encrypt     = write header + token
+//   candidates  = every header + token (one per KEK with a wrapping)
+// Both are synchronous: one HMAC, one AES-CBC pass and one HMAC per plaintext.
+import { decryptRange, FernetError } from '../crypto/fernet.js';
+import { backendName, formatHeader, isEnvelope, kekIdLabel, locate, PREFIX } from '../crypto/envelope.js';
+import { CMEKDecryptionError } from '../crypto/errors.js';
+import type { WrappedDek } from '../crypto/kek/types.js';
+import type { DeterministicKey } from './deterministic.js';
+
+export interface Wrapping {
+  wrapped: WrappedDek;
+  /** `cmek:v1:<wrapped_dek>|<nonce>|` as bytes. */
+  header: Buffer;
+  /** The header without prefix and final `|` (the keyring's DEK-cache id; compared with values). */
+  id: string;
+  /** `local:<hex id>` etc., safe to log. */
+  label: string;
+  /** Unwrapped here to this key's DEK. Only verified wrappings are written under. */
+  verified: boolean;
+  /** Clock time from which writes may use it (other replicas have had time to learn it). */
+  activeAt: number;
+}
+
+export function makeWrapping(w: WrappedDek, verified: boolean, activeAt: number): Wrapping {
+  const text = formatHeader(w);
+  return {
+    wrapped: w,
+    header: Buffer.from(text, 'latin1'),
+    id: text.slice(PREFIX.length, -1),
+    label: `${backendName(w.tag)}:${kekIdLabel(w.tag, w.kekId)}`,
+    verified,
+    activeAt,
+  };
+}
+
+export function sameKek(a: WrappedDek, b: { tag: number; kekId: Buffer }): boolean {
+  return a.tag === b.tag && a.kekId.equals(b.kekId);
+}
+
+export class GroupKey {
+  /** Oldest first. */
+  private wraps: Wrapping[] = [];
+  private primary?: Wrapping;
+
+  constructor(
+    readonly name: string,
+    readonly key: DeterministicKey,
+    private readonly clock: () => number,
+  ) {}
+
+  /** Replaces the wrappings (a refresh); `primaryKek` names the KEK new values should move to. */
+  setWrappings(wraps: Wrapping[], primaryKek: { tag: number; kekId: Buffer }): void {
+    this.wraps = wraps;
+    this.primary = wraps.find((w) => w.verified && sameKek(w.wrapped, primaryKek));
+  }
+
+  wrappings(): readonly Wrapping[] {
+    return this.wraps;
+  }
+
+  primaryWrapping(): Wrapping | undefined {
+    return this.primary;
+  }
+
+  /**
+   * The header new values get: the primary KEK's once it is active; until then
+   * the newest active verified one (other replicas may not know the new one yet,
+   * and their lookups would miss values written under it).
+   */
+  writeWrapping(): Wrapping {
+    const p = this.primary;
+    const now = this.clock();
+    if (p && p.activeAt <= now) return p;
+    let best: Wrapping | undefined;
+    for (const w of this.wraps) if (w.verified && w.activeAt <= now) best = w;
+    const chosen = best ?? p;
+    if (!chosen) throw new Error(`searchable key ${this.name} has no usable wrapping`);
+    return chosen;
+  }
+
+  encrypt(pt: Buffer): Buffer {
+    return seal(this.writeWrapping().header, this.key.token(pt));
+  }
+
+  /** The value under every known wrapping: what `col = ANY(…)` must list. */
+  candidates(pt: Buffer): Buffer[] {
+    const token = this.key.token(pt);
+    const out: Buffer[] = new Array(this.wraps.length);
+    for (let i = 0; i < this.wraps.length; i++) out[i] = seal(this.wraps[i]!.header, token);
+    return out;
+  }
+
+  /** The wrapping a stored value's header is, or undefined (legacy plaintext, another key, random encryption). */
+  wrappingOf(v: Buffer): Wrapping | undefined {
+    if (!isEnvelope(v)) return undefined;
+    const bar2 = v.lastIndexOf(0x7c);
+    for (const w of this.wraps) if (bar2 + 1 === w.header.length && v.compare(w.header, 0, w.header.length, 0, bar2 + 1) === 0) return w;
+    return undefined;
+  }
+
+  /** Decrypts a value under one of this key's headers with the column DEK (authenticates the token). */
+  open(v: Buffer, w: Wrapping): Buffer {
+    const at = locate(v);
+    try {
+      return decryptRange(this.key.fernet, v, at.bar2 + 1, v.length);
+    } catch (e) {
+      if (!(e instanceof FernetError)) throw e;
+      throw new CMEKDecryptionError(e.reason === 'bad_mac' ? 'bad_mac' : e.reason === 'bad_base64' ? 'bad_base64' : 'bad_token', {
+        detail: `searchable value of ${this.name}: ${e.reason}`,
+        backend: backendName(w.wrapped.tag),
+        kekId: kekIdLabel(w.wrapped.tag, w.wrapped.kekId),
+      });
+    }
+  }
+
+  destroy(): void {
+    this.key.destroy();
+  }
+}
+
+export function seal(header: Buffer, token: string): Buffer {
+  const out = Buffer.allocUnsafe(header.length + token.length);
+  header.copy(out, 0);
+  out.write(token, header.length, 'latin1');
+  return out;
+}

@@ -1,0 +1,128 @@
+import { beforeAll, describe, expect, test } from 'vitest';
+import { adminCommand, initSql, quoteLiteral, spliceLiterals } from '../../src/sql/index.js';
+import { charPosition } from '../../src/sql/lexical.js';
+import { expectPlan, makeAnalyzer, slice } from './fixtures.js';
+
+beforeAll(() => initSql());
+
+const a = makeAnalyzer();
+
+/** Literal sites of a statement as [exact bytes replaced, decoded value]. */
+function literals(sql: string | Buffer): [string, string][] {
+  const text = typeof sql === 'string' ? sql : sql.toString('utf8');
+  return expectPlan(a.analyze(sql)).literals.map((l) => [slice(text, l), l.value]);
+}
+
+describe('literal byte ranges', () => {
+  test('multi-byte UTF-8 before the literal: offsets are bytes', () => {
+    const sql = "INSERT INTO users (name, ssn) VALUES ('héllo ✓ 🎉', 'sécret ✓')";
+    expect(literals(sql)).toEqual([["'sécret ✓'", 'sécret ✓']]);
+    const p = expectPlan(a.analyze(sql));
+    const bytes = Buffer.from(sql);
+    expect(p.literals[0]!.start).toBe(bytes.indexOf("'sécret"));
+    expect(p.literals[0]!.end).toBe(bytes.length - 1);
+  });
+
+  test('Buffer input gives the same byte ranges', () => {
+    const sql = "INSERT INTO users (name, ssn) VALUES ('日本語', E'\\u00e9\\n')";
+    const fromString = expectPlan(a.analyze(sql)).literals;
+    const fromBuffer = expectPlan(a.analyze(Buffer.from(sql))).literals;
+    expect(fromBuffer).toEqual(fromString);
+    expect(literals(Buffer.from(sql))).toEqual([["E'\\u00e9\\n'", 'é\n']]);
+  });
+
+  test("E'' strings with escapes, doubled quotes", () => {
+    expect(literals("INSERT INTO users (ssn) VALUES (E'a\\'b\\\\c\\x41\\t')")).toEqual([["E'a\\'b\\\\c\\x41\\t'", "a'b\\cA\t"]]);
+    expect(literals("INSERT INTO users (ssn) VALUES (e'x')")).toEqual([["e'x'", 'x']]);
+    expect(literals("INSERT INTO users (ssn) VALUES ('it''s')")).toEqual([["'it''s'", "it's"]]);
+    // standard_conforming_strings=on: a backslash is an ordinary character.
+    expect(literals("INSERT INTO users (ssn) VALUES ('C:\\path')")).toEqual([["'C:\\path'", 'C:\\path']]);
+  });
+
+  test('dollar quoting', () => {
+    expect(literals("INSERT INTO users (ssn) VALUES ($$it's $1 'x'$$)")).toEqual([["$$it's $1 'x'$$", "it's $1 'x'"]]);
+    expect(literals('INSERT INTO users (ssn) VALUES ($tag$a$$b$tag$)')).toEqual([['$tag$a$$b$tag$', 'a$$b']]);
+  });
+
+  test("Unicode escapes U&'' (with UESCAPE)", () => {
+    expect(literals("INSERT INTO users (ssn) VALUES (U&'\\0041\\+01F389')")).toEqual([["U&'\\0041\\+01F389'", 'A🎉']]);
+    expect(literals("INSERT INTO users (ssn) VALUES (u&'d!0061t!+000061' UESCAPE '!')")).toEqual([["u&'d!0061t!+000061' UESCAPE '!'", 'data']]);
+  });
+
+  test('adjacent-string continuation and comments', () => {
+    expect(literals("INSERT INTO users (ssn) VALUES ('a'\n  'b'  \n'c')")).toEqual([["'a'\n  'b'  \n'c'", 'abc']]);
+    expect(literals("INSERT /* 'x' */ INTO users (ssn) -- 'y'\nVALUES (/* c */ 'z' /* d */)")).toEqual([["'z'", 'z']]);
+    expect(literals("INSERT INTO users (ssn) VALUES (N'nat')")).toEqual([["'nat'", 'nat']]);
+  });
+
+  test('splicing ciphertext leaves every other byte alone', () => {
+    const sql = "SELECT '✓'; INSERT INTO users (name, ssn, email) VALUES ('ü', E'sec\\'ret', $$x$$) RETURNING id";
+    const bytes = Buffer.from(sql);
+    const p = expectPlan(a.analyze(bytes));
+    const out = spliceLiterals(
+      bytes,
+      p.literals.map((l) => ({ start: l.start, end: l.end, text: quoteLiteral(`cmek:v1:${Buffer.from(l.value).toString('base64url')}`) })),
+    );
+    expect(out.toString()).toBe(
+      `SELECT '✓'; INSERT INTO users (name, ssn, email) VALUES ('ü', 'cmek:v1:${Buffer.from("sec'ret").toString('base64url')}', 'cmek:v1:${Buffer.from('x').toString('base64url')}') RETURNING id`,
+    );
+    // The rewritten statement still parses and carries no plaintext.
+    const again = expectPlan(a.analyze(out));
+    expect(again.literals.map((l) => l.value.startsWith('cmek:v1:'))).toEqual([true, true]);
+  });
+
+  test('spliceLiterals validates ranges', () => {
+    const b = Buffer.from('abcdef');
+    expect(spliceLiterals(b, []).toString()).toBe('abcdef');
+    expect(spliceLiterals(b, [{ start: 4, end: 6, text: 'Z' }, { start: 0, end: 1, text: 'é' }]).toString()).toBe('ébcdZ');
+    expect(() => spliceLiterals(b, [{ start: 0, end: 3, text: '' }, { start: 2, end: 4, text: '' }])).toThrow(RangeError);
+    expect(() => spliceLiterals(b, [{ start: 5, end: 9, text: '' }])).toThrow(RangeError);
+  });
+
+  test('quoteLiteral is safe under either standard_conforming_strings', () => {
+    expect(quoteLiteral('cmek:v1:abc|d=')).toBe("'cmek:v1:abc|d='");
+    expect(quoteLiteral("it's")).toBe("'it''s'");
+    expect(quoteLiteral("a\\'b")).toBe("E'a\\\\''b'");
+  });
+
+  test('character positions count characters, not bytes', () => {
+    const b = Buffer.from('éé x');
+    expect(charPosition(b, b.indexOf('x'))).toBe(4);
+    expect(charPosition(b, 0)).toBe(1);
+  });
+});
+
+describe('admin commands', () => {
+  test('CMEK keyword after whitespace and comments', () => {
+    expect(adminCommand('CMEK status')).toBe('CMEK status');
+    expect(adminCommand('  \n-- hello\n /* a /* nested */ b */ cmek rotate;')).toBe('cmek rotate;');
+    expect(adminCommand('Cmek')).toBe('Cmek');
+    expect(adminCommand('cmekx status')).toBeNull();
+    expect(adminCommand('cmek_status()')).toBeNull();
+    expect(adminCommand('SELECT 1; CMEK status')).toBeNull();
+    expect(a.analyze('  cmek backfill users.ssn')).toEqual({ kind: 'admin', text: 'cmek backfill users.ssn' });
+    expect(a.analyze(Buffer.from('/*x*/CMEK(1)'))).toEqual({ kind: 'admin', text: 'CMEK(1)' });
+  });
+});
+
+describe('prefilter', () => {
+  test('statements that do not mention a configured table are not parsed', () => {
+    const b = makeAnalyzer();
+    expect(b.analyze('SELECT 1')).toEqual({ kind: 'passthrough', isDdl: false });
+    expect(b.analyze("INSERT INTO orders (x) VALUES ('x')")).toEqual({ kind: 'passthrough', isDdl: false });
+    expect(b.stats).toMatchObject({ prefiltered: 2, misses: 0 });
+    // Mentions "users" (in a literal): parsed, nothing to do.
+    expect(b.analyze("INSERT INTO orders (x) VALUES ('users')")).toEqual({ kind: 'passthrough', isDdl: false });
+    expect(b.stats).toMatchObject({ prefiltered: 2, misses: 1 });
+  });
+
+  test('a parsed statement without configured relations is passthrough', () => {
+    expect(a.analyze("INSERT INTO orders (x) VALUES ('users')")).toEqual({ kind: 'passthrough', isDdl: false });
+    expect(a.analyze('SELECT users_count FROM stats')).toEqual({ kind: 'passthrough', isDdl: false });
+  });
+
+  test('case-insensitive, and U&"…" identifiers always take the slow path', () => {
+    expect(a.analyze("INSERT INTO UsErS (ssn) VALUES ('x')").kind).toBe('plan');
+    expect(expectPlan(a.analyze("INSERT INTO U&\"use\\0072s\" (ssn) VALUES ('x')")).literals).toHaveLength(1);
+  });
+});
