@@ -168,7 +168,8 @@ export async function runMain(main: () => Promise<void>): Promise<void> {
   try {
     await main();
   } catch (err) {
-    process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+    // After a signal, main fails because its children were killed: not worth a stack trace.
+    if (!stopping) process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
     process.exitCode = 1;
   } finally {
     if (!stopping) await cleanup();

@@ -1,10 +1,10 @@
 // Walks the rows of one leaf table that match a predicate, in batches, without
 // holding a transaction or loading the table: each batch is its own statement.
 //   primary key: keyset pagination, `WHERE (pk) > (last) ORDER BY pk LIMIT n`
-//     over the primary key index (composite keys compare as rows);
+//     over the primary key index (composite keys compare as rows), in windows;
 //   no primary key: ranges of heap pages, `ctid >= '(p,0)' AND ctid < '(p+k,0)'`
 //     (a TID range scan, Postgres 14+), k adapted so a range yields about a batch.
-// The next batch is fetched while the caller works on the current one.
+// The next window/range is fetched while the caller works on the current batch.
 import type { Db } from '../catalog/db.js';
 import { qualified, quoteIdent, type KeyInfo, type LeafPlan } from './plan.js';
 import { valueText } from './sql.js';
@@ -25,17 +25,12 @@ export function formatKey(key: KeyInfo, values: string[]): string {
   return key.columns.map((c, i) => `${c.name}=${values[i]}`).join(', ');
 }
 
-function select(p: LeafPlan): string {
-  const keys = keyColumnsSql(p.key).map((k, i) => `${k}::pg_catalog.text AS k${i}`);
-  return `SELECT ${keys.join(', ')}, ${valueText(p)} AS v FROM ONLY ${qualified(p.schema, p.table)} AS t`;
+function selectRanges(p: LeafPlan): string {
+  return `SELECT t.ctid::pg_catalog.text AS k0, ${valueText(p)} AS v FROM ONLY ${qualified(p.schema, p.table)} AS t`;
 }
 
-function toRows(rows: Record<string, unknown>[], width: number): ScannedRow[] {
-  return rows.map((r) => {
-    const key: string[] = [];
-    for (let i = 0; i < width; i++) key.push(r[`k${i}`] as string);
-    return { key, value: r.v as string };
-  });
+function toRows(rows: Record<string, unknown>[]): ScannedRow[] {
+  return rows.map((r) => ({ key: [r.k0 as string], value: r.v as string }));
 }
 
 type Pending = Promise<{ rows: Record<string, unknown>[] }>;
@@ -51,18 +46,40 @@ export async function* scanBatches(db: Db, p: LeafPlan, filter: string, batch: n
     yield* scanPageRanges(db, p, filter, batch);
     return;
   }
+  // Windows of `batch` rows in key order; the predicate is computed per row in the select list
+  // rather than filtered on, so the planner always walks the primary key index: with a WHERE
+  // filter it cannot estimate (stale statistics right after a backfill), it would choose a
+  // full scan and sort for every batch. Matching rows are gathered across windows.
   const cols = p.key.columns;
   const keys = keyColumnsSql(p.key);
   const order = keys.join(', ');
-  const first = `${select(p)} WHERE ${filter} ORDER BY ${order} LIMIT ${batch}`;
-  const after = `(${keys.join(', ')}) > (${cols.map((c, i) => `$${i + 1}::${c.type}`).join(', ')})`;
-  const next = `${select(p)} WHERE ${filter} AND ${after} ORDER BY ${order} LIMIT ${batch}`;
-  let pending = quiet(db.query(first));
-  for (;;) {
-    const rows = toRows((await pending).rows, cols.length);
-    if (rows.length === 0) return;
-    pending = rows.length === batch ? quiet(db.query(next, rows[rows.length - 1].key)) : Promise.resolve({ rows: [] });
-    yield rows;
+  const window = (where: string) => {
+    // Only matching rows and the window's last row (to continue from) leave the server.
+    const inner =
+      `SELECT ${keys.map((k, i) => `${k} AS r${i}, ${k}::pg_catalog.text AS k${i}`).join(', ')}, ` +
+      `CASE WHEN ${filter} THEN ${valueText(p)} END AS v ` +
+      `FROM ONLY ${qualified(p.schema, p.table)} AS t ${where}ORDER BY ${order} LIMIT ${batch}`;
+    const w = `OVER (ORDER BY ${cols.map((_, i) => `w.r${i}`).join(', ')})`;
+    return (
+      `SELECT ${cols.map((_, i) => `o.k${i}`).join(', ')}, o.v, o.n FROM (` +
+      `SELECT w.*, pg_catalog.row_number() ${w} AS n, pg_catalog.lead(1) ${w} IS NULL AS last FROM (${inner}) AS w` +
+      `) AS o WHERE o.v IS NOT NULL OR o.last`
+    );
+  };
+  const first = window('');
+  const next = window(`WHERE (${keys.join(', ')}) > (${cols.map((c, i) => `$${i + 1}::${c.type}`).join(', ')}) `);
+  let pending: Pending | undefined = quiet(db.query(first));
+  let found: ScannedRow[] = [];
+  while (pending) {
+    const rows: Record<string, unknown>[] = (await pending).rows;
+    const tail = rows[rows.length - 1];
+    const more = tail !== undefined && Number(tail.n) === batch;
+    pending = more ? quiet(db.query(next, cols.map((_, i) => tail[`k${i}`]))) : undefined;
+    for (const r of rows) if (r.v !== null && r.v !== undefined) found.push({ key: cols.map((_, i) => r[`k${i}`] as string), value: r.v as string });
+    if (found.length >= batch || (!pending && found.length)) {
+      yield found;
+      found = [];
+    }
   }
 }
 
@@ -75,7 +92,7 @@ async function relPages(db: Db, oid: number): Promise<number> {
 }
 
 async function* scanPageRanges(db: Db, p: LeafPlan, filter: string, batch: number): AsyncGenerator<ScannedRow[]> {
-  const sql = `${select(p)} WHERE ${filter} AND t.ctid >= $1::pg_catalog.tid AND t.ctid < $2::pg_catalog.tid`;
+  const sql = `${selectRanges(p)} WHERE ${filter} AND t.ctid >= $1::pg_catalog.tid AND t.ctid < $2::pg_catalog.tid`;
   const est = await db.query(
     `SELECT GREATEST(c.reltuples, 0)::float8 / GREATEST(c.relpages, 1) AS per_page FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.oid`,
     [p.oid],
@@ -88,7 +105,7 @@ async function* scanPageRanges(db: Db, p: LeafPlan, filter: string, batch: numbe
   const fetch = (from: number, n: number) => quiet(db.query(sql, [`(${from},0)`, `(${from + n},0)`]));
   let pending = fetch(at, span);
   for (;;) {
-    const got = toRows((await pending).rows, 1);
+    const got = toRows((await pending).rows);
     at += span;
     // Aim at about one batch per range: halve when a range held far more, double when far fewer.
     if (got.length > batch * 2 && span > 1) span = Math.max(1, Math.floor(span / 2));

@@ -70,19 +70,25 @@ export async function columnStatus(db: Db, t: ColumnTarget, keyring: Keyring): P
       .map((path) => `SELECT (j #>> '{}') COLLATE "C" AS v FROM pg_catalog.jsonb_path_query(${c}::pg_catalog.jsonb, '${`${jsonPathLiteral(path)} ? (@ starts with "${PREFIX}")`.replace(/'/g, "''")}'::pg_catalog.jsonpath) AS j`)
       .join(' UNION ALL ');
     const keks = await db.query(
-      `SELECT ${kekHeaderHex('x.v')} AS kek, pg_catalog.count(*)::int8::text AS n, pg_catalog.min(x.v) AS sample
-         ${from} CROSS JOIN LATERAL (${vals}) AS x GROUP BY 1`,
+      `SELECT ${kekHeaderHex('g.w')} AS kek, pg_catalog.sum(g.n)::int8::text AS n, pg_catalog.min(g.sample) AS sample
+         FROM (SELECT pg_catalog.split_part(x.v, '|', 1) AS w, pg_catalog.count(*) AS n, pg_catalog.min(x.v) AS sample
+                 ${from} CROSS JOIN LATERAL (${vals}) AS x GROUP BY 1) AS g
+        GROUP BY 1`,
     );
     addKeks(keks.rows);
   } else {
+    // Per row only cheap work (a LIKE and a split_part to hash on): rows are grouped by their
+    // wrapped DEK (one group per DEK, few with DEK reuse); the KEK header is decoded once per group.
     const v = envelopeText(p);
     const empty = p.valueKind === 'text' && !p.policy.encryptEmpty ? `WHEN ${v} = '' THEN 'empty' ` : '';
     const { rows } = await db.query(
-      `SELECT CASE WHEN ${c} IS NULL THEN 'null' WHEN ${v} LIKE '${PREFIX}%' THEN 'encrypted' ${empty}ELSE 'plaintext' END AS state,
-              CASE WHEN ${v} LIKE '${PREFIX}%' THEN ${kekHeaderHex(v)} END AS kek,
-              pg_catalog.count(*)::int8::text AS n,
-              pg_catalog.min(${v}) FILTER (WHERE ${v} LIKE '${PREFIX}%') AS sample
-         ${from} GROUP BY 1, 2`,
+      `SELECT g.state, ${kekHeaderHex('g.w')} AS kek, pg_catalog.sum(g.n)::int8::text AS n, pg_catalog.min(g.sample) AS sample
+         FROM (SELECT CASE WHEN ${c} IS NULL THEN 'null' WHEN ${v} LIKE '${PREFIX}%' THEN 'encrypted' ${empty}ELSE 'plaintext' END AS state,
+                      CASE WHEN ${v} LIKE '${PREFIX}%' THEN pg_catalog.split_part(${v}, '|', 1) END AS w,
+                      pg_catalog.count(*) AS n,
+                      pg_catalog.min(${v}) FILTER (WHERE ${v} LIKE '${PREFIX}%') AS sample
+                 ${from} GROUP BY 1, 2) AS g
+        GROUP BY 1, 2`,
     );
     for (const r of rows) tally(s, String(r.state), Number(r.n));
     addKeks(rows);

@@ -30,6 +30,10 @@ function frames(chunks: Buffer[], tail?: Buffer): Verdict {
   return out.length === 0 ? null : out.length === 1 ? out[0]! : Buffer.concat(out);
 }
 
+function catching(v: Verdict | Promise<Verdict>, f: (e: unknown) => Verdict): Verdict | Promise<Verdict> {
+  return v instanceof Promise ? v.catch(f) : v;
+}
+
 function then<T>(v: MaybePromise<T>, f: (x: T) => Verdict): Verdict | Promise<Verdict> {
   return v instanceof Promise ? v.then(f) : f(v);
 }
@@ -103,19 +107,26 @@ export class CopyStreams {
       this.copyIn = undefined;
       return encodeCopyFail(this.refuseReason);
     }
+    const fail = (e: unknown): Verdict => this.failIn(e, code === F.CopyDone);
     try {
-      if (code === F.CopyData) return then(ci.push(frame.subarray(5)), (c) => frames(c));
+      if (code === F.CopyData) return catching(then(ci.push(frame.subarray(5)), (c) => frames(c)), fail);
       this.copyIn = undefined;
-      return then(ci.end(), (c) => frames(c, COPY_DONE));
+      return catching(then(ci.end(), (c) => frames(c, COPY_DONE)), fail);
     } catch (e) {
-      return this.failIn(e);
+      return fail(e);
     }
   }
 
-  private failIn(e: unknown): Verdict {
+  /** Drops the rest of the data; the client's CopyDone becomes a CopyFail (now, if this was it). */
+  private failIn(e: unknown, atDone: boolean): Verdict {
     const msg = e instanceof Error ? e.message : String(e);
     this.logger.warn({ reason: msg }, 'COPY FROM STDIN refused: its data cannot be encrypted');
-    this.refuseIn(`pgcmek: COPY data cannot be encrypted: ${msg}`);
+    const reason = `pgcmek: COPY data cannot be encrypted: ${msg}`;
+    if (atDone) {
+      this.copyIn = undefined;
+      return encodeCopyFail(reason);
+    }
+    this.refuseIn(reason);
     return null;
   }
 

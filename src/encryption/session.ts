@@ -7,7 +7,8 @@
 import type { ResolvedCatalog } from '../catalog/types.js';
 import { buildCatalog } from '../catalog/build.js';
 import { catalogQuery, type CatalogRow } from '../catalog/query.js';
-import { CMEKDecryptionError } from '../crypto/errors.js';
+import { CMEKDecryptionError, KekConfigError } from '../crypto/errors.js';
+import { RemoteKekError } from '../crypto/kek/retry.js';
 import { BackendCode as B, FrontendCode as F } from '../protocol/codes.js';
 import { decodeDataRow } from '../protocol/backend/data-row.js';
 import { decodeRowDescription } from '../protocol/backend/row-description.js';
@@ -113,9 +114,18 @@ export class EncryptionSession implements Interceptor {
     }
     if (plan.isDdl) this.ddl = true;
     this.copies.queryForwarded(plan.copies);
-    const spliced = this.spliceLiterals(body, plan);
-    const toFrame = (b: Buffer | undefined): Verdict => (b ? queryFrame(b) : FORWARD);
-    return spliced instanceof Promise ? spliced.then(toFrame) : toFrame(spliced);
+    const failed = (e: unknown): Verdict => {
+      const error = writeFailure(e);
+      this.logRefusal(ctx, error);
+      return encodeQuery(raiseStatement(error));
+    };
+    try {
+      const spliced = this.spliceLiterals(body, plan);
+      const toFrame = (b: Buffer | undefined): Verdict => (b ? queryFrame(b) : FORWARD);
+      return spliced instanceof Promise ? spliced.then(toFrame, failed) : toFrame(spliced);
+    } catch (e) {
+      return failed(e);
+    }
   }
 
   private onParse(frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict> {
@@ -136,9 +146,14 @@ export class EncryptionSession implements Interceptor {
     if (plan.isDdl) this.ddl = true;
     if (plan.params.size > 0) this.stmtParams.set(parse.name, plan.params);
     this.readsMapped.add(parse.name);
-    const spliced = this.spliceLiterals(text, plan);
-    const toFrame = (b: Buffer | undefined): Verdict => (b ? encodeParse({ ...parse, text: b.toString('utf8') }) : FORWARD);
-    return spliced instanceof Promise ? spliced.then(toFrame) : toFrame(spliced);
+    const failed = (e: unknown): Verdict => this.refuse(ctx, writeFailure(e));
+    try {
+      const spliced = this.spliceLiterals(text, plan);
+      const toFrame = (b: Buffer | undefined): Verdict => (b ? encodeParse({ ...parse, text: b.toString('utf8') }) : FORWARD);
+      return spliced instanceof Promise ? spliced.then(toFrame, failed) : toFrame(spliced);
+    } catch (e) {
+      return failed(e);
+    }
   }
 
   private onBind(frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict> {
@@ -160,10 +175,7 @@ export class EncryptionSession implements Interceptor {
   }
 
   private bindFailed(e: unknown, ctx: InterceptContext): Verdict {
-    if (e instanceof ParamError) {
-      return this.refuse(ctx, { code: '22P02', reason: 'unencryptable_value', message: e.message, table: `${e.target.schema}.${e.target.table}`, column: e.target.column });
-    }
-    throw e;
+    return this.refuse(ctx, writeFailure(e));
   }
 
   /** Extended protocol refusal: the error now (in order), the rest of the batch dropped, the server told at Sync. */
@@ -193,7 +205,7 @@ export class EncryptionSession implements Interceptor {
     if (plan.kind !== 'plan') return plan;
     const cat = this.catalog();
     if (cat && cat.errors.length > 0) {
-      const touched = plan.tables.find((t) => t.mapped && cat.errors.some((e) => e.includes(`${t.mapped!.schema}.${t.mapped!.table}`)));
+      const touched = plan.tablesTouched.find((t) => t.mapped && cat.errors.some((e) => e.includes(`${t.mapped!.schema}.${t.mapped!.table}`)));
       if (touched) return { kind: 'reject', error: { code: '42804', reason: 'internal', message: `pgcmek: ${cat.errors.find((e) => e.includes(`${touched.mapped!.schema}.${touched.mapped!.table}`))}` } };
     }
     return plan;
@@ -277,8 +289,13 @@ export class EncryptionSession implements Interceptor {
 
   /** Replaces the row with an ErrorResponse and drops the rest of the result (up to ReadyForQuery). */
   private decryptFailed(e: unknown, ctx: InterceptContext): Verdict {
-    if (!(e instanceof RowDecryptError)) throw e;
     this.discarding = true;
+    if (!(e instanceof RowDecryptError)) {
+      // Not a bad value: the KEK backend (or something else) failed. Never fatal to the session.
+      const msg = e instanceof Error ? e.message : String(e);
+      ctx.logger.warn({ reason: msg }, 'decryption failed: result discarded');
+      return errorFrame({ code: e instanceof RemoteKekError ? '58030' : SQLSTATE_DECRYPT_FAILED, message: `CMEKDecryptionError: ${msg}` });
+    }
     ctx.logger.warn({ table: e.field.table, column: e.field.column, reason: e.cause.reason, kekId: e.cause.kekId }, 'CMEKDecryptionError: result discarded');
     return errorFrame({
       code: SQLSTATE_DECRYPT_FAILED,
@@ -343,6 +360,18 @@ export class EncryptionSession implements Interceptor {
   close(): void {
     this.copies.reset();
   }
+}
+
+/** A write that could not be encrypted: refused with a SQLSTATE, never forwarded as plaintext. */
+function writeFailure(e: unknown): SqlRejection {
+  if (e instanceof ParamError) {
+    return { code: '22P02', reason: 'unencryptable_value', message: e.message, table: `${e.target.schema}.${e.target.table}`, column: e.target.column };
+  }
+  if (e instanceof RemoteKekError || e instanceof KekConfigError) {
+    return { code: '58030', reason: 'internal', message: `pgcmek: cannot encrypt: ${e.message}` };
+  }
+  const msg = e instanceof Error ? e.message : String(e);
+  return { code: 'XX000', reason: 'internal', message: `pgcmek: cannot encrypt: ${msg}` };
 }
 
 function queryFrame(body: Buffer): Buffer {

@@ -264,6 +264,8 @@ export class Pump {
       this.flushRun();
       if (this.outQueue !== null && !this.blocked && this.atBoundary) this.flushOut();
     } catch (err) {
+      // Frames before the bad one were whole and valid: they still go out.
+      if (err instanceof ProtocolError) this.flushRun();
       this.stopped = true;
       this.hooks.fail(err as Error);
     } finally {

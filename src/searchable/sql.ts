@@ -35,6 +35,7 @@ export function textArrayLiteral(values: readonly Buffer[]): Buffer {
   return out;
 }
 
+/** Always double-quoted, inner quotes doubled. */
 export function quoteIdent(s: string): string {
   return `"${s.replaceAll('"', '""')}"`;
 }

@@ -1,6 +1,7 @@
 // What the searchable-column code is given and what it names things by.
 import type { TablePolicy } from '../config/types.js';
 import type { KekBackend } from '../crypto/kek/types.js';
+import { quoteIdent } from './sql.js';
 
 /** A column as Postgres stores its names (case preserved, unquoted). */
 export interface ColumnRef {
@@ -36,13 +37,9 @@ export class SearchableKeyError extends Error {
   override readonly name = 'SearchableKeyError';
 }
 
-/** Identifiers always double-quoted (inner quotes doubled): one spelling per name, dots inside names are safe. */
-function quoteIdent(s: string): string {
-  return `"${s.replaceAll('"', '""')}"`;
-}
-
 /**
- * The key table's name for a column's DEK: `column:"schema"."table"."column"`,
+ * The key table's name for a column's DEK: `column:"schema"."table"."column"`
+ * (always quoted: one spelling per column, dots inside names stay unambiguous),
  * or `group:NAME` for a shared key group.
  */
 export function keyNameOf(c: ColumnRef & { keyGroup?: string | undefined }): string {

@@ -79,28 +79,34 @@ export function analyzeText(text: string, bytes: Buffer, policy: PolicyIndex, co
 
 function buildPlan(ctx: AnalysisContext, statements: StatementInfo[], drafts: ExecuteDraft[]): SqlPlan {
   const isDdl = statements.some((s) => s.isDdl);
-  const tables = [...ctx.tables.values()];
+  const tablesTouched = [...ctx.tables.values()];
   const special = statements.some((s) => s.prepare || s.execute || s.deallocate);
-  if (!special && !tables.some((t) => t.mapped) && ctx.literals.size === 0 && ctx.params.values.size === 0) {
+  if (!special && !tablesTouched.some((t) => t.mapped) && ctx.literals.size === 0 && ctx.params.values.size === 0) {
     return { kind: 'passthrough', isDdl };
   }
 
-  const locations = new Set<number>(ctx.literals.keys());
-  for (const p of ctx.predicates.values()) for (const l of p.literals) locations.add(l.location);
-  for (const d of drafts) for (const l of d.literalLocations.values()) locations.add(l);
+  const values = new Map<number, string>();
+  for (const [loc, l] of ctx.literals) values.set(loc, l.value);
+  for (const p of ctx.predicates.values()) for (const l of p.literals) values.set(l.location, l.value);
+  for (const d of drafts) {
+    for (const a of d.info.execute!.args) if (a.kind === 'literal') values.set(d.literalLocations.get(a.index)!, a.value);
+  }
   let ranges = new Map<number, ByteRange>();
-  if (locations.size > 0) {
+  if (values.size > 0) {
     try {
-      ranges = literalRanges(ctx.text, locations);
+      ranges = literalRanges(ctx.text, ctx.bytes, values);
     } catch {
       throw new Refusal({ code: SQLSTATE.internalError, reason: 'internal', message: 'pgcmek: could not locate a string literal in the statement' });
     }
   }
   const range = (loc: number): ByteRange => ranges.get(loc)!;
 
-  const literals: LiteralSite[] = [...ctx.literals]
-    .map(([loc, l]) => ({ ...range(loc), value: l.value, target: l.target }))
-    .sort((a, b) => a.start - b.start);
+  const literals: LiteralSite[] = [];
+  for (const [loc, l] of ctx.literals) {
+    const r = range(loc);
+    literals.push({ start: r.start, end: r.end, value: l.value, target: l.target });
+  }
+  literals.sort((a, b) => a.start - b.start);
   const params = new Map<number, ParamSite>();
   for (const [n, v] of [...ctx.params.values].sort((a, b) => a[0] - b[0])) {
     params.set(n, { param: n, target: v.target, elements: v.elements, ranges: [...v.locations].sort((a, b) => a - b).map((l) => paramRange(ctx.bytes, l)) });
@@ -118,5 +124,5 @@ function buildPlan(ctx: AnalysisContext, statements: StatementInfo[], drafts: Ex
   for (const d of drafts) {
     for (const a of d.info.execute!.args) if (a.kind === 'literal') a.range = range(d.literalLocations.get(a.index)!);
   }
-  return { kind: 'plan', params, literals, predicates, copies: ctx.copies, statements, tables, isDdl };
+  return { kind: 'plan', params, literals, predicates, copies: ctx.copies, statements, tablesTouched, isDdl };
 }

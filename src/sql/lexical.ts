@@ -59,19 +59,85 @@ interface Token {
   start: number;
   end: number;
   text: string;
-  keywordName: string;
+}
+
+const QUOTE = 0x27;
+const BACKSLASH = 0x5c;
+const DOLLAR = 0x24;
+
+/**
+ * End of the string literal starting at byte `start` for the forms whose end is
+ * certain from the bytes alone: '…' and E'…' not followed by a possible
+ * continuation (only whitespace with a newline and then a quote continues a
+ * string), and $tag$…$tag$. Undefined = ask the real scanner (U&'…', UESCAPE,
+ * continuations, comments right after the literal).
+ */
+export function simpleLiteralEnd(bytes: Buffer, start: number): number | undefined {
+  const c = bytes[start];
+  if (c === DOLLAR) {
+    const tagEnd = bytes.indexOf(DOLLAR, start + 1);
+    if (tagEnd < 0) return undefined;
+    const tag = bytes.subarray(start, tagEnd + 1);
+    const close = bytes.indexOf(tag, tagEnd + 1);
+    return close < 0 ? undefined : close + tag.length;
+  }
+  let i = start;
+  const escapes = c === 0x45 || c === 0x65; // E'…'
+  if (escapes) i++;
+  if (bytes[i] !== QUOTE) return undefined;
+  i++;
+  for (;;) {
+    if (i >= bytes.length) return undefined;
+    const b = bytes[i]!;
+    if (b === BACKSLASH && escapes) i += 2;
+    else if (b === QUOTE) {
+      if (bytes[i + 1] !== QUOTE) break;
+      i += 2;
+    } else i++;
+  }
+  const end = i + 1;
+  let j = end;
+  while (j < bytes.length) {
+    const b = bytes[j]!;
+    if (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d || b === 0x0c || b === 0x0b) j++;
+    else break;
+  }
+  const next = bytes[j];
+  if (next === QUOTE || (next === 0x2d && bytes[j + 1] === 0x2d) || (next === 0x2f && bytes[j + 1] === 0x2a)) return undefined;
+  return end;
+}
+
+/** The decoded value of a simple literal, to cross-check the byte lexer against the parser. */
+function simpleValue(bytes: Buffer, start: number, end: number): string | undefined {
+  const c = bytes[start];
+  if (c === DOLLAR) {
+    const tagLen = bytes.indexOf(DOLLAR, start + 1) - start + 1;
+    return bytes.subarray(start + tagLen, end - tagLen).toString('utf8');
+  }
+  if (c !== QUOTE) return undefined; // E'…': escapes; its end rule is exact, no cross-check
+  return bytes.subarray(start + 1, end - 1).toString('utf8').replaceAll("''", "'");
 }
 
 /**
- * Byte ranges of the string-literal tokens starting at the given offsets, taken
- * from Postgres' own scanner: the range covers quotes, the E/N/U& prefix,
- * dollar quotes, adjacent-string continuations and a trailing `UESCAPE '…'`.
- * Throws if an offset does not start a string token (the caller refuses).
+ * Byte ranges of the string-literal tokens at the given offsets (offset → decoded
+ * value from the parse tree). The range covers quotes, the E/U& prefix, dollar
+ * quotes, adjacent-string continuations and a trailing `UESCAPE '…'`. Simple
+ * forms are measured on the bytes (and cross-checked with the value); the rest
+ * come from Postgres' own scanner, run at most once. Throws if an offset does
+ * not start a string token (the caller refuses).
  */
-export function literalRanges(text: string, starts: Iterable<number>): Map<number, ByteRange> {
-  const tokens = scanSync(text).tokens as Token[];
+export function literalRanges(text: string, bytes: Buffer, literals: ReadonlyMap<number, string>): Map<number, ByteRange> {
   const out = new Map<number, ByteRange>();
-  for (const start of starts) {
+  const hard: number[] = [];
+  for (const [start, value] of literals) {
+    const end = simpleLiteralEnd(bytes, start);
+    const decoded = end === undefined ? undefined : simpleValue(bytes, start, end);
+    if (end !== undefined && (decoded === undefined || decoded === value)) out.set(start, { start, end });
+    else hard.push(start);
+  }
+  if (hard.length === 0) return out;
+  const tokens = scanSync(text).tokens as Token[];
+  for (const start of hard) {
     let lo = 0;
     let hi = tokens.length - 1;
     let idx = -1;

@@ -155,7 +155,8 @@ export function analyzeSelect(ctx: AnalysisContext, sel: Ast, parent: Scope): Qu
   } else if (sel.valuesLists) {
     const rows = (sel.valuesLists as Ast[]).map((r) => items(r));
     for (const row of rows) for (const item of row) walkExpr(ctx, item, w);
-    const n = Math.max(0, ...rows.map((r) => r.length));
+    let n = 0;
+    for (const r of rows) n = Math.max(n, r.length); // no spread: VALUES may hold 100k rows
     columns = Array.from({ length: n }, (_, i) => ({
       name: `column${i + 1}`,
       origin: { kind: 'derived', sources: rows.filter((r) => i < r.length).map((r) => ({ expr: r[i]!, scope, elements: false })) },

@@ -17,7 +17,7 @@ import type { LiteralSite, ParamSite, RewritePlan, SqlPlan, SqlRejection } from 
 type Prepared = Map<number, ParamSite> | 'conflict';
 
 const OK_ENCODINGS = new Set(['UTF8', 'UNICODE', 'SQLASCII']);
-const SETTING_WORDS = /standard_conforming_strings|client_encoding|\bnames\b/i;
+const SETTING_WORDS = /standard_conforming_strings|client_encoding|\bset\s+(session\s+|local\s+)?names\b/i;
 const PREPARED_WORDS = /\b(execute|deallocate|discard)\b/i;
 
 function normEncoding(v: string): string {

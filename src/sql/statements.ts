@@ -11,6 +11,7 @@ import { analyzeQueryNode, walkExpr } from './query.js';
 import { Scope } from './scope.js';
 import type { ExecuteArg, ParamSite, StatementInfo } from './types.js';
 
+const RELATION_OBJECTS = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE']);
 const DDL_EXTRA = new Set(['ViewStmt', 'IndexStmt', 'RuleStmt', 'CompositeTypeStmt', 'ImportForeignSchemaStmt', 'CommentStmt', 'SecLabelStmt']);
 
 export function isDdlType(type: string): boolean {
@@ -66,6 +67,15 @@ export function analyzeStatement(ctx: AnalysisContext, stmt: Ast, info: Statemen
       return;
     case 'RuleStmt':
       analyzeRule(ctx, b);
+      return;
+    case 'DropStmt':
+      // DROP TABLE/VIEW names are String lists, not RangeVars.
+      if (RELATION_OBJECTS.has(b.removeType)) {
+        for (const o of items(b.objects)) {
+          const n = strings(items(o));
+          if (n.length > 0) ctx.lookupTable({ relname: n[n.length - 1], schemaname: n.length > 1 ? n[n.length - 2] : undefined, location: -1 });
+        }
+      }
       return;
     default:
       walkExpr(ctx, stmt, { scope: root, strict: null });

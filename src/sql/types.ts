@@ -204,8 +204,8 @@ export interface RewritePlan {
   /** One entry per COPY statement, in statement order. */
   copies: CopyPlan[];
   statements: StatementInfo[];
-  /** Relations named anywhere in the message. */
-  tables: TableRef[];
+  /** Relations named anywhere in the message (configured or not). */
+  tablesTouched: TableRef[];
   isDdl: boolean;
 }
 

@@ -2,13 +2,14 @@
 // run the same client code DIRECT and THROUGH THE PROXY and compare what they see.
 // In-process (`startTestProxy`) for most tests; as a child process running the
 // CLI (`spawnProxyProcess`) for what only a real process shows (RSS, signals).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inject } from 'vitest';
 import type { Config } from '../../src/config/types.js';
+import { freePort } from '../../src/dev/cluster.js';
 import { createLogger } from '../../src/log.js';
 import { startProxy, type ProxyServer } from '../../src/proxy/server.js';
 
@@ -104,23 +105,45 @@ export interface ProxyProcess {
   via(directUrl: string): string;
   /** Sends a signal and waits for exit; SIGKILL after killAfterMs. Resolves to the exit code (or signal name). */
   stop(signal?: NodeJS.Signals, killAfterMs?: number): Promise<number | string>;
+  /** Resolves with the exit code (or signal name) whenever the process exits. */
+  exited: Promise<number | string>;
+}
+
+export interface ProxyProcessOptions {
+  shutdownGraceSeconds?: number;
+  logLevel?: string;
+  /** YAML appended to the generated config (an `encrypted:` section, say). */
+  extraYaml?: string;
+  node?: string;
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
- * Runs `node dist/src/cli.js serve --config <tmp.yaml>` (build first: `npx tsc -p
- * tsconfig.json`). `yaml` is the file's text: the caller writes it in the public
- * snake_case format of src/config/load.ts. The port must be fixed in it (a
- * child cannot hand back a port-0 choice), e.g. from `freePort()`.
+ * Runs the production entry point, `node dist/src/cli.js serve --config <tmp.yaml>`,
+ * in front of the suite's Postgres, with a fresh local KEK from `pgcmek keygen`.
+ * Needs a build (`npx tsc -p tsconfig.json`; `npm test` builds first).
  */
-export async function spawnProxyProcess(yaml: string, listen: { host: string; port: number }, opts: { node?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ProxyProcess> {
+export async function spawnProxyProcess(opts: ProxyProcessOptions = {}): Promise<ProxyProcess> {
+  const cli = join(process.cwd(), 'dist', 'src', 'cli.js');
+  const node = opts.node ?? process.execPath;
   const dir = mkdtempSync(join(tmpdir(), 'pgcmek-proxy-'));
+  const kek = join(dir, 'kek');
+  execFileSync(node, [cli, 'keygen', '--out', kek], { stdio: 'ignore' });
+  const up = new URL(inject('pgUrl'));
+  const listen = { host: '127.0.0.1', port: await freePort() };
+  const yaml = [
+    `listen: { host: ${listen.host}, port: ${listen.port} }`,
+    `upstream: { host: ${up.hostname}, port: ${up.port}, tls: disable }`,
+    `shutdown_grace_seconds: ${opts.shutdownGraceSeconds ?? 2}`,
+    `kek: { backend: local, local: { path: ${kek} } }`,
+    `log: { level: ${opts.logLevel ?? 'warn'} }`,
+    opts.extraYaml ?? '',
+  ].join('\n');
   const file = join(dir, 'pgcmek.yaml');
   writeFileSync(file, yaml, { mode: 0o600 });
-  const cli = join(process.cwd(), 'dist', 'src', 'cli.js');
-  const child = spawn(opts.node ?? process.execPath, [cli, 'serve', '--config', file], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...opts.env },
-  });
+  // The developer's own VIGILO_CMEK_* / PGCMEK_LOG_LEVEL must not override the file.
+  const env = Object.fromEntries(Object.entries({ ...process.env, ...opts.env }).filter(([k]) => !k.startsWith('VIGILO_CMEK_') && k !== 'PGCMEK_LOG_LEVEL'));
+  const child = spawn(node, [cli, 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   const keep = (d: Buffer): void => {
     out = (out + d.toString()).slice(-65_536);
@@ -128,7 +151,7 @@ export async function spawnProxyProcess(yaml: string, listen: { host: string; po
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, sig) => resolve(code ?? sig ?? -1)));
-  exited.finally(() => rmSync(dir, { recursive: true, force: true })).catch(() => {});
+  void exited.then(() => rmSync(dir, { recursive: true, force: true }));
   try {
     await waitForPort(listen.host, listen.port, 20_000, () => child.exitCode === null && child.signalCode === null);
   } catch (err) {
@@ -138,6 +161,7 @@ export async function spawnProxyProcess(yaml: string, listen: { host: string; po
   return {
     ...listen,
     child,
+    exited,
     output: () => out,
     via: (directUrl) => retarget(directUrl, listen.host, listen.port),
     stop: async (signal = 'SIGTERM', killAfterMs = 10_000) => {
@@ -152,4 +176,3 @@ export async function spawnProxyProcess(yaml: string, listen: { host: string; po
     },
   };
 }
-

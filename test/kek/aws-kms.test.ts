@@ -304,6 +304,18 @@ describe('aws_kms backend: init() refuses a misconfiguration, naming the setting
   });
 });
 
+describe('aws_kms backend: timeouts', () => {
+  it('a KMS that does not answer in time is a network failure naming the endpoint', async () => {
+    kms.latencyMs = 1000;
+    const b = await make({}, { timeoutMs: 100, retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 1 } });
+    const started = Date.now();
+    const e = await rejection(b.init());
+    expect(Date.now() - started).toBeLessThan(900);
+    expect(e.message).toContain('ETIMEDOUT');
+    expect(e.message).toContain('kek.aws_kms.endpoint');
+  });
+});
+
 describe('aws_kms backend: failures after startup', () => {
   it('ThrottlingException is retried with backoff and counted', async () => {
     const b = await ready();

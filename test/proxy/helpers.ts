@@ -1,6 +1,11 @@
 // Shared helpers for proxy tests: a Config pointing at the suite's Postgres, and
 // a proxy started on a free port.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { inject } from 'vitest';
+import type pg from 'pg';
 import type { Config } from '../../src/config/types.js';
 import { createLogger } from '../../src/log.js';
 import { startProxy, type ProxyServer } from '../../src/proxy/server.js';
@@ -25,7 +30,40 @@ export async function startTestProxy(overrides: Partial<Config> = {}, level = pr
   return startProxy(proxyConfig(overrides), { logger: createLogger(level) });
 }
 
+/**
+ * Creates a login role if it is missing (roles are cluster-wide and test files run
+ * in parallel, so a concurrent creation is not an error). Password = role name,
+ * the convention every proxy test follows.
+ */
+export async function ensureRole(client: pg.Client, name: string, opts: { md5?: boolean } = {}): Promise<void> {
+  await client.query(`DO $$ BEGIN CREATE ROLE ${name} LOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$`);
+  if (opts.md5) await client.query(`SET password_encryption = 'md5'`);
+  await client.query(`ALTER ROLE ${name} PASSWORD '${name}'`);
+  if (opts.md5) await client.query(`RESET password_encryption`);
+}
+
 /** A postgres:// URL to `database` through the proxy, as `user`/`password`. */
 export function proxyUrl(p: ProxyServer, database: string, user = 'postgres', password = 'postgres'): string {
   return `postgres://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${p.host}:${p.port}/${database}`;
+}
+
+export interface TestCerts {
+  dir: string;
+  ca: string;
+  cert: string;
+  key: string;
+  /** A CA that signed nothing here (for verification failures). */
+  otherCa: string;
+}
+
+/** A CA and a server certificate for localhost/127.0.0.1, made with openssl in a temp dir. */
+export function makeCerts(): TestCerts {
+  const dir = mkdtempSync(join(tmpdir(), 'pgcmek-certs-'));
+  const o = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  o('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=pgcmek test CA');
+  o('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'other.key', '-out', 'other.pem', '-days', '2', '-subj', '/CN=other CA');
+  o('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
+  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  o('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'ext.cnf');
+  return { dir, ca: join(dir, 'ca.pem'), cert: join(dir, 'server.pem'), key: join(dir, 'server.key'), otherCa: join(dir, 'other.pem') };
 }

@@ -126,3 +126,33 @@ describe('prefilter', () => {
     expect(expectPlan(a.analyze("INSERT INTO U&\"use\\0072s\" (ssn) VALUES ('x')")).literals).toHaveLength(1);
   });
 });
+
+describe('byte lexer vs the real scanner', () => {
+  test('simple literal ends agree with scanSync on every form the lexer accepts', async () => {
+    const { scanSync } = await import('libpg-query');
+    const { simpleLiteralEnd } = await import('../../src/sql/lexical.js');
+    const bodies = ["''", "'a'", "'it''s'", "''''", "'✓ é'", "'a\\'", "E'a\\'b'", "E'\\\\'", "e'\\x41'''", "E''", '$$a$$', '$$$$', "$t$a'b$$c$t$", '$é$x$é$'];
+    const tails = ['', ',', ')', ' , 1', '::text', '\n)', ' \t)', "\n'x'", " 'x'", ' -- c\n', ' /* c */', '\r\n,'];
+    let simple = 0;
+    for (const body of bodies) {
+      for (const tail of tails) {
+        const sql = `SELECT ${body}${tail}`;
+        const bytes = Buffer.from(sql);
+        const tok = (scanSync(sql).tokens as { start: number; end: number }[]).find((t) => t.start === 7)!;
+        const end = simpleLiteralEnd(bytes, 7);
+        if (end !== undefined) {
+          simple++;
+          expect([sql, end]).toEqual([sql, tok.end]);
+        }
+      }
+    }
+    expect(simple).toBeGreaterThan(100);
+  });
+
+  test('continuations, comments after a literal and U& go to the scanner', async () => {
+    const { simpleLiteralEnd } = await import('../../src/sql/lexical.js');
+    for (const sql of ["SELECT 'a'\n'b'", "SELECT 'a' -- c", "SELECT 'a'/* c */", "SELECT U&'a'", "SELECT 'a' 'b'"]) {
+      expect(simpleLiteralEnd(Buffer.from(sql), 7)).toBeUndefined();
+    }
+  });
+});

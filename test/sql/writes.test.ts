@@ -25,7 +25,7 @@ describe('INSERT … VALUES', () => {
     expect(p.params.get(1)!.target).toMatchObject({ schema: 'public', table: 'users', column: 'email' });
     expect(p.params.get(1)!.target.policy.searchable).toBe(true);
     expect(slice(sql, p.params.get(2)!.ranges[0]!)).toBe('$2');
-    expect(p.tables).toEqual([{ schema: null, table: 'users', mapped: { schema: 'public', table: 'users' } }]);
+    expect(p.tablesTouched).toEqual([{ schema: null, table: 'users', mapped: { schema: 'public', table: 'users' } }]);
     expect(p.isDdl).toBe(false);
   });
 
@@ -229,7 +229,7 @@ describe('CTEs, EXPLAIN, multi-statement, RETURNING', () => {
       ['InsertStmt', "INSERT INTO users (ssn) VALUES ('s1')"],
       ['SelectStmt', "SELECT 'y'"],
     ]);
-    expect(p.tables.map((t) => [t.table, !!t.mapped])).toEqual([['plain_table', false], ['users', true]]);
+    expect(p.tablesTouched.map((t) => [t.table, !!t.mapped])).toEqual([['plain_table', false], ['users', true]]);
   });
 
   test('one refused statement refuses the whole message', () => {

@@ -30,7 +30,7 @@ export const ENCRYPTION_CONTEXT: Readonly<Record<string, string>> = Object.freez
 
 export interface AwsKmsBackendOptions {
   retry?: RetryPolicy;
-  /** Socket timeout of one request. */
+  /** Deadline of one request. */
   timeoutMs?: number;
   connectTimeoutMs?: number;
   log?: Logger;
@@ -79,7 +79,8 @@ export class AwsKmsBackend implements KekBackend {
       ...(target.region ? { region: target.region } : {}),
       ...(target.endpoint ? { endpoint: target.endpoint } : {}),
       maxAttempts: 1,
-      requestHandler: { connectionTimeout: o.connectTimeoutMs ?? 3000, requestTimeout: o.timeoutMs ?? 10_000 },
+      // throwOnRequestTimeout: without it this SDK only warns when requestTimeout passes.
+      requestHandler: { connectionTimeout: o.connectTimeoutMs ?? 3000, requestTimeout: o.timeoutMs ?? 10_000, throwOnRequestTimeout: true },
       ...o.client,
     });
   }

@@ -1,0 +1,45 @@
+// Searchable (deterministic) columns, issue 6: equality on encrypted columns.
+// Design and operator guide: docs/SEARCHABLE.md.
+//
+// WIRING (what the proxy and the admin commands do with this module):
+//  1. Startup, after the keyring:
+//       const keys = await SearchableKeys.load({
+//         db,                                   // the proxy's own upstream connection (a catalog Db)
+//         kek: { primary, readable },           // the keyring's backends (see docs "Wiring": Keyring must expose them)
+//         columns: searchableColumnsOf(config.encrypted),
+//         keyring,                              // for rewrapping values randomly encrypted before
+//       });
+//       keys.startAutoRefresh();                // every 10 s; keep activationDelayMs > 2 x refreshMs
+//     A SearchableKeyError means the proxy must not start (like a KekConfigError).
+//  2. Writes (bind values, literals, COPY) to a searchable column:
+//       keys.column(target)!.encrypt(plaintextBytes)       -> stored bytes ('' stays '' unless encrypt_empty)
+//     instead of keyring.encrypt. Synchronous; no KEK call.
+//  3. Predicate sites from src/sql (PredicateSite, kind eq/neq/in/any), per compared value:
+//       const c = keys.column(site.target)!.candidates(plaintextBytes)   // Buffer[], one per KEK wrapping
+//     Rewrite so the server compares with every candidate of every value:
+//       eq   col = $n            -> col = ANY($k::text[])    bind textArrayLiteral(c)
+//       neq  col <> $n           -> col <> ALL($k::text[])
+//       in   col IN ($1, 'x')    -> col = ANY($k::text[])    (all values' candidates in one array)
+//            NOT IN              -> col <> ALL($k::text[])
+//       any  col = ANY($n)       -> same, the array's elements expanded into candidates
+//     A literal may instead become `ANY('{…}'::text[])` (quote textArrayLiteral's bytes as a literal).
+//     IS NOT DISTINCT FROM a NULL parameter must stay `IS NULL`: candidates exist for non-NULL values only.
+//  4. Reads need nothing new: a searchable value is an ordinary envelope (Keyring.decrypt).
+//  5. CMEK ROTATE on a searchable column: transform each value with
+//       keys.needsRewrap(target, v) ? await keys.rewrapSearchable(target, v) : unchanged
+//     NOT keyring.rewrap (that gives a fresh random wrapping, which no lookup candidate names).
+//  6. CMEK ENCRYPT EXISTING (backfill) on a searchable column: keys.encryptDeterministic(target, pt).
+//  7. Joins `a.x = b.y` match only between columns sharing a key (same keyGroup); see docs.
+export { SearchableColumnKey, SearchableKeys, DEFAULT_ACTIVATION_MS, DEFAULT_REFRESH_MS } from './keys.js';
+export type { KeyDescription, SearchableKeysOptions, SearchableKeysStats } from './keys.js';
+export { DeterministicKey, dekCheck, SEARCHABLE_TIMESTAMP } from './deterministic.js';
+export { KEY_TABLE_DDL, KEYS_TABLE, WRAPS_TABLE, ensureKeyTables } from './key-table.js';
+export { indexAdvice, textArrayLiteral, tokenPartSql } from './sql.js';
+export {
+  keyNameOf,
+  searchableColumnsOf,
+  SearchableKeyError,
+  type ColumnRef,
+  type KekSource,
+  type SearchableColumn,
+} from './types.js';
