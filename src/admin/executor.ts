@@ -111,11 +111,12 @@ export async function executeAdminCommand(cmd: AdminCommand, ctx: AdminContext):
   }
 }
 
-/** Totals of the numeric result columns, for the audit line. */
+/** Totals of the numeric result columns, for the audit line (the logger redacts any key named `plaintext`). */
 function countsOf(r: AdminResult): Record<string, number> {
   const out: Record<string, number> = {};
   r.columns.forEach((c, i) => {
-    if (r.rows.length && r.rows.every((row) => /^\d+$/.test(row[i] ?? ''))) out[c] = r.rows.reduce((n, row) => n + Number(row[i]), 0);
+    if (!r.rows.length || !r.rows.every((row) => /^\d+$/.test(row[i] ?? ''))) return;
+    out[c === 'plaintext' ? 'plaintext_count' : c] = r.rows.reduce((n, row) => n + Number(row[i]), 0);
   });
   return out;
 }

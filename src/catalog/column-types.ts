@@ -19,11 +19,12 @@ export const JSONB_OID = 3802;
 const ALLOWED = new Set([TEXT_OID, VARCHAR_OID, JSON_OID, JSONB_OID]);
 
 /**
- * Characters of an envelope besides the Fernet token: prefix, wrapped DEK, nonce,
- * separators. The local backend's is about 90; a KMS key ARN makes it longer.
- * Callers that have a keyring pass the real figure.
+ * Characters of an envelope besides the Fernet token: prefix (8), wrapped DEK
+ * (local: tag, id length, 8-byte id, 48 wrapped bytes = 78 base64 characters),
+ * nonce (16) and two separators: 104 for the local backend; a KMS key ARN makes
+ * it longer. Callers that have a keyring pass the real figure.
  */
-export const DEFAULT_ENVELOPE_OVERHEAD = 96;
+export const DEFAULT_ENVELOPE_OVERHEAD = 104;
 
 /** Length in characters of a Fernet token (base64url with padding) for a plaintext of `bytes` bytes. */
 export function fernetTokenChars(bytes: number): number {

@@ -37,13 +37,14 @@ export async function startPrimary(config: Config, deps: ProxyDeps): Promise<Pro
   const workers = new Map<number, Worker>();
   const sessions = new Map<number, number>();
   let closing = false;
-  let port = 0;
 
   const fork = (id: number): Promise<number> =>
     new Promise((resolve, reject) => {
       const w = cluster.fork({
         PGCMEK_WORKER_ID: String(id),
-        PGCMEK_WORKER_CONFIG: JSON.stringify({ ...config, workers: 1, listen: { ...config.listen, port: port || config.listen.port } }),
+        // Every worker asks for the same address (port 0 included): the primary keys its
+        // shared handle on it, so they all get the one socket the first worker bound.
+        PGCMEK_WORKER_CONFIG: JSON.stringify({ ...config, workers: 1 }),
         PGCMEK_WORKER_DEPS: deps.workerDepsModule ?? '',
         PGCMEK_WORKER_LIMITS: JSON.stringify(deps.limits ?? {}),
       });
@@ -70,7 +71,7 @@ export async function startPrimary(config: Config, deps: ProxyDeps): Promise<Pro
     });
 
   // The first worker binds (port 0 = a free port); the others share that port.
-  port = await fork(1);
+  const port = await fork(1);
   await Promise.all(Array.from({ length: n - 1 }, (_, i) => fork(i + 2)));
   logger.info({ host: config.listen.host, port, workers: n }, 'proxy listening');
 

@@ -114,7 +114,8 @@ export class Pump {
    */
   emit(buf: Buffer, before?: () => void, after = false): void {
     if (this.stopped) return;
-    if (!after && this.atBoundary && this.outQueue === null) {
+    // `after` only matters while a frame is being handled; an idle pump writes at once.
+    if (this.atBoundary && this.outQueue === null && (!after || (this.chunk === null && !this.blocked))) {
       this.flushRun();
       before?.();
       this.write(buf);

@@ -11,7 +11,7 @@ import type { Logger } from '../log.js';
 import { AuthCode, BackendCode, FrontendCode } from '../protocol/codes.js';
 import { authenticationCode, stripChannelBinding } from '../protocol/backend/authentication.js';
 import { decodeBackendKeyData, encodeBackendKeyData } from '../protocol/backend/backend-key-data.js';
-import { adminShutdown, connectionFailure, protocolViolation, unableToConnect } from '../protocol/backend/error-response.js';
+import { adminShutdown, connectionFailure, internalError, protocolViolation, unableToConnect } from '../protocol/backend/error-response.js';
 import { TERMINATE } from '../protocol/frontend/simple.js';
 import { splitFrames } from '../protocol/frame.js';
 import { ProtocolError } from '../protocol/errors.js';
@@ -299,7 +299,7 @@ export class Session {
     if (this.phase === 'closed') return;
     const proto = err instanceof ProtocolError;
     this.logger.warn({ reason: err.message, code: proto ? err.code : undefined }, proto ? 'client protocol violation; closing session' : 'session failed');
-    if (this.s2c?.atBoundary !== false) this.client.write(proto ? protocolViolation(err.message) : connectionFailure(`proxy error: ${err.message}`));
+    if (this.s2c?.atBoundary !== false) this.client.write(proto ? protocolViolation(err.message) : internalError(`proxy error: ${err.message}`));
     this.destroyUpstream();
     this.finish();
   };

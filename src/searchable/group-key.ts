@@ -10,6 +10,7 @@ import { backendName, formatHeader, isEnvelope, kekIdLabel, locate, PREFIX } fro
 import { CMEKDecryptionError } from '../crypto/errors.js';
 import type { WrappedDek } from '../crypto/kek/types.js';
 import type { DeterministicKey } from './deterministic.js';
+import { SearchableKeyError } from './types.js';
 
 export interface Wrapping {
   wrapped: WrappedDek;
@@ -78,7 +79,7 @@ export class GroupKey {
     let best: Wrapping | undefined;
     for (const w of this.wraps) if (w.verified && w.activeAt <= now) best = w;
     const chosen = best ?? p;
-    if (!chosen) throw new Error(`searchable key ${this.name} has no usable wrapping`);
+    if (!chosen) throw new SearchableKeyError(`searchable key ${this.name} has no usable wrapping`);
     return chosen;
   }
 
@@ -86,11 +87,24 @@ export class GroupKey {
     return seal(this.writeWrapping().header, this.key.token(pt));
   }
 
-  /** The value under every known wrapping: what `col = ANY(…)` must list. */
-  candidates(pt: Buffer): Buffer[] {
+  /**
+   * The value under every known wrapping: what the rewritten comparison must
+   * list. `slots` > 0: exactly that many, the rest repeating the first (a
+   * prepared statement's fixed arity); more wrappings than slots throws.
+   */
+  candidates(pt: Buffer, slots = 0): Buffer[] {
+    const n = this.wraps.length;
+    if (n === 0) throw new SearchableKeyError(`searchable key ${this.name} has no wrapping`);
+    if (slots > 0 && n > slots) {
+      throw new SearchableKeyError(
+        `searchable key ${this.name} has ${n} KEK wrappings but comparisons hold ${slots} candidates: ` +
+          'retire the wrapping of a KEK no value uses any more (docs/SEARCHABLE.md, "Retiring an old KEK") or raise the candidate slots',
+      );
+    }
     const token = this.key.token(pt);
-    const out: Buffer[] = new Array(this.wraps.length);
-    for (let i = 0; i < this.wraps.length; i++) out[i] = seal(this.wraps[i]!.header, token);
+    const out: Buffer[] = new Array(Math.max(n, slots));
+    for (let i = 0; i < n; i++) out[i] = seal(this.wraps[i]!.header, token);
+    for (let i = n; i < out.length; i++) out[i] = out[0]!;
     return out;
   }
 

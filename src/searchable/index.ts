@@ -14,15 +14,18 @@
 //  2. Writes (bind values, literals, COPY) to a searchable column:
 //       keys.column(target)!.encrypt(plaintextBytes)       -> stored bytes ('' stays '' unless encrypt_empty)
 //     instead of keyring.encrypt. Synchronous; no KEK call.
-//  3. Predicate sites from src/sql (PredicateSite, kind eq/neq/in/any), per compared value:
-//       const c = keys.column(site.target)!.candidates(plaintextBytes)   // Buffer[], one per KEK wrapping
-//     Rewrite so the server compares with every candidate of every value:
-//       eq   col = $n            -> col = ANY($k::text[])    bind textArrayLiteral(c)
-//       neq  col <> $n           -> col <> ALL($k::text[])
-//       in   col IN ($1, 'x')    -> col = ANY($k::text[])    (all values' candidates in one array)
-//            NOT IN              -> col <> ALL($k::text[])
-//       any  col = ANY($n)       -> same, the array's elements expanded into candidates
-//     A literal may instead become `ANY('{…}'::text[])` (quote textArrayLiteral's bytes as a literal).
+//  3. Predicate sites from src/sql (PredicateSite, kind eq/neq/in/any). Each compared value
+//     becomes several candidates (its stored form under every KEK wrapping the column DEK):
+//     Bind parameters (Parse-time rewrite, fixed arity S = keys.candidateSlots, default 3):
+//       eq   col = $n            -> col IN ($n, $n2, $n3)            bind keys.column(t)!.slots(pt)
+//       neq  col <> $n           -> col NOT IN ($n, $n2, $n3)
+//       in   col IN ($1, $2)     -> col IN ($1, $1b, $1c, $2, $2b, $2c)
+//       any  col = ANY($n)       -> col = ANY($n) with the array's elements replaced by all their
+//                                   candidates (bind textArrayLiteral(...)); arity varies, so it is re-planned
+//                                   per execution: slower, still correct
+//     Literals (no plan reuse anyway): col = 'v' -> col IN ('c1', 'c2') with .candidates(pt).
+//     Never `= ANY($k::text[])` for a scalar: Postgres re-plans it at every execution (~0.57x the rate).
+//     slots() throws SearchableKeyError (sqlstate 55000) when a key has more wrappings than S.
 //     IS NOT DISTINCT FROM a NULL parameter must stay `IS NULL`: candidates exist for non-NULL values only.
 //  4. Reads need nothing new: a searchable value is an ordinary envelope (Keyring.decrypt).
 //  5. CMEK ROTATE on a searchable column: transform each value with
@@ -30,7 +33,7 @@
 //     NOT keyring.rewrap (that gives a fresh random wrapping, which no lookup candidate names).
 //  6. CMEK ENCRYPT EXISTING (backfill) on a searchable column: keys.encryptDeterministic(target, pt).
 //  7. Joins `a.x = b.y` match only between columns sharing a key (same keyGroup); see docs.
-export { SearchableColumnKey, SearchableKeys, DEFAULT_ACTIVATION_MS, DEFAULT_REFRESH_MS } from './keys.js';
+export { SearchableColumnKey, SearchableKeys, DEFAULT_ACTIVATION_MS, DEFAULT_CANDIDATE_SLOTS, DEFAULT_REFRESH_MS } from './keys.js';
 export type { KeyDescription, SearchableKeysOptions, SearchableKeysStats } from './keys.js';
 export { DeterministicKey, dekCheck, SEARCHABLE_TIMESTAMP } from './deterministic.js';
 export { KEY_TABLE_DDL, KEYS_TABLE, WRAPS_TABLE, ensureKeyTables } from './key-table.js';

@@ -22,6 +22,8 @@ import { columnId, displayColumn, keyNameOf, SearchableKeyError, type ColumnRef,
 
 export const DEFAULT_REFRESH_MS = 10_000;
 export const DEFAULT_ACTIVATION_MS = 30_000;
+/** Candidates per compared value in a prepared statement: a rotation (2 KEKs) plus one spare. */
+export const DEFAULT_CANDIDATE_SLOTS = 3;
 
 export interface SearchableKeysOptions {
   db: Db;
@@ -35,6 +37,8 @@ export interface SearchableKeysOptions {
   activationDelayMs?: number;
   /** Period of startAutoRefresh(). */
   refreshMs?: number;
+  /** Fixed candidates per value for prepared statements (see SearchableColumnKey.slots). */
+  candidateSlots?: number;
   /** Monotonic milliseconds (tests). */
   clock?: () => number;
   log?: Logger;
@@ -63,6 +67,8 @@ export class SearchableColumnKey {
   constructor(
     readonly column: SearchableColumn,
     readonly group: GroupKey,
+    /** How many candidates `slots()` returns. */
+    readonly slotCount: number,
   ) {}
 
   get keyName(): string {
@@ -79,9 +85,25 @@ export class SearchableColumnKey {
     return this.keepsPlain(pt) ? pt : this.group.encrypt(pt);
   }
 
-  /** Every stored form this plaintext can have: one per KEK with a wrapping of the column DEK. */
+  /**
+   * Every stored form this plaintext can have: one per KEK with a wrapping of
+   * the column DEK. For literals and other one-off SQL text.
+   */
   candidates(pt: Buffer): Buffer[] {
     return this.keepsPlain(pt) ? [pt] : this.group.candidates(pt);
+  }
+
+  /**
+   * Exactly `slotCount` candidates (the real ones, then repeats of the first),
+   * for bind parameters of a rewritten prepared statement:
+   * `col IN ($a, $b, $c)`. A fixed arity keeps Postgres' generic plan (an
+   * array parameter `= ANY($k::text[])` is re-planned at every execution and
+   * costs about 40% of the lookup rate; docs/SEARCHABLE.md "Performance").
+   * Throws SearchableKeyError (55000) when the key has more wrappings than slots.
+   */
+  slots(pt: Buffer): Buffer[] {
+    if (this.keepsPlain(pt)) return new Array<Buffer>(this.slotCount).fill(pt);
+    return this.group.candidates(pt, this.slotCount);
   }
 }
 
@@ -95,6 +117,8 @@ export class SearchableKeys {
   private readonly specs: SearchableColumn[];
   private readonly activationMs: number;
   private readonly refreshMs: number;
+  /** Candidates per compared value in rewritten prepared statements. */
+  readonly candidateSlots: number;
   private readonly clock: () => number;
   private readonly log: Logger;
   private readonly groups = new Map<string, GroupKey>();
@@ -111,6 +135,7 @@ export class SearchableKeys {
     this.keyring = o.keyring;
     this.activationMs = o.activationDelayMs ?? DEFAULT_ACTIVATION_MS;
     this.refreshMs = o.refreshMs ?? DEFAULT_REFRESH_MS;
+    this.candidateSlots = Math.max(1, Math.floor(o.candidateSlots ?? DEFAULT_CANDIDATE_SLOTS));
     this.clock = o.clock ?? (() => performance.now());
     this.log = (o.log ?? rootLog()).child({ component: 'searchable' });
     const seen = new Set<string>();
@@ -144,6 +169,11 @@ export class SearchableKeys {
 
   equalityCandidates(ref: ColumnRef, plaintext: Buffer): Buffer[] {
     return this.require(ref).candidates(plaintext);
+  }
+
+  /** `candidateSlots` candidates (padded), for the bind parameters of a rewritten prepared statement. */
+  equalitySlots(ref: ColumnRef, plaintext: Buffer): Buffer[] {
+    return this.require(ref).slots(plaintext);
   }
 
   /** True for an envelope that is not under the column's primary-KEK header (rotation must rewrite it). */
@@ -259,7 +289,7 @@ export class SearchableKeys {
     }
     for (const c of this.specs) {
       const g = this.groups.get(keyNameOf(c));
-      if (g && !this.handles.has(columnId(c))) this.handles.set(columnId(c), new SearchableColumnKey(c, g));
+      if (g && !this.handles.has(columnId(c))) this.handles.set(columnId(c), new SearchableColumnKey(c, g, this.candidateSlots));
     }
     if (failure !== undefined) {
       this.counters.refreshFailures++;

@@ -35,6 +35,8 @@ export interface KekSource {
 /** A searchable key could not be loaded or created; the proxy must not start (or the column is unusable). */
 export class SearchableKeyError extends Error {
   override readonly name = 'SearchableKeyError';
+  /** What a client gets when a statement hits it: object_not_in_prerequisite_state. */
+  readonly sqlstate = '55000';
 }
 
 /**

@@ -25,11 +25,6 @@ export function as(node: unknown, type: string): Ast | undefined {
   return b !== undefined && typeOf(node) === type ? (b as Ast) : undefined;
 }
 
-/** The body of any wrapped node. */
-export function bodyOf(node: Ast): Ast {
-  return node[typeOf(node)!] as Ast;
-}
-
 /** sval of a String node. */
 export function str(node: unknown): string | undefined {
   return as(node, 'String')?.sval as string | undefined;
@@ -101,11 +96,11 @@ export function describe(node: Ast): string {
   const t = typeOf(node);
   switch (t) {
     case 'FuncCall': {
-      const n = strings(bodyOf(node).funcname);
+      const n = strings((node.FuncCall as Ast).funcname);
       return `a call of function ${n[n.length - 1] ?? '?'}()`;
     }
     case 'A_Expr': {
-      const n = strings(bodyOf(node).name);
+      const n = strings((node.A_Expr as Ast).name);
       return `an expression with operator ${n[n.length - 1] ?? '?'}`;
     }
     case 'ColumnRef':

@@ -10,7 +10,8 @@
 //   reject      – an ErrorResponse to send instead of forwarding: the proxy
 //                 cannot encrypt a value bound for an encrypted column, or a
 //                 comparison on ciphertext would silently return wrong rows.
-// Analyses are pure, synchronous, and cached by statement text.
+// Analyses are pure, synchronous, and cached by statement text; plans are
+// shared between sessions and must not be mutated.
 import { loadModule } from 'libpg-query';
 
 export { SqlAnalyzer, type SqlAnalyzerOptions } from './analyzer.js';

@@ -14,7 +14,7 @@ export interface PolicyIndex {
   /** The configured table a relation name refers to; 'ambiguous' = configured in several schemas. */
   lookup(schema: string | undefined, table: string): TablePolicy | 'ambiguous' | undefined;
   column(policy: TablePolicy, column: string): ColumnPolicy | undefined;
-  /** Cheap test: may this text mention a configured table? False = no need to parse. */
+  /** Cheap test: may this text name a configured table? False = no need to parse. */
   mayMention(text: string): boolean;
   /** The first configured table name found in a text (messages for unparsable statements). */
   firstMention(text: string): TablePolicy | undefined;
@@ -34,16 +34,18 @@ export function buildPolicyIndex(tables: readonly TablePolicy[]): PolicyIndex {
     columns.set(t, new Map(t.columns.map((c) => [c.column, c])));
   }
 
-  // Any spelling of a configured table contains its name case-insensitively,
-  // except a quoted identifier with a doubled quote inside and a U&"…" identifier
-  // written with Unicode escapes: those take the slow path too.
+  // Any spelling of a configured table holds its name as a whole identifier
+  // (case-insensitively; identifier characters are letters, digits, _, $ and any
+  // non-ASCII character), except a quoted name with a doubled quote inside and a
+  // U&"…" identifier written with Unicode escapes: those take the slow path too.
   const variants = new Set<string>();
   for (const t of tables) {
     variants.add(escapeRegex(t.table));
     if (t.table.includes('"')) variants.add(escapeRegex(t.table.replaceAll('"', '""')));
   }
-  const alternatives = [...variants, 'u&"'];
-  const mention = variants.size === 0 ? null : new RegExp(alternatives.join('|'), 'i');
+  const word = '[A-Za-z0-9_$\\u0080-\\uffff]';
+  const mention =
+    variants.size === 0 ? null : new RegExp(`(?<!${word})(?:${[...variants].join('|')})(?!${word})|u&"`, 'i');
   const lowerNames = [...byName.keys()].map((n) => [n.toLowerCase(), n] as const);
 
   return {

@@ -7,7 +7,7 @@
 //  - IS [NOT] NULL, comparisons with NULL and with '' (empty strings stay empty)
 //    are allowed, as is equality between two searchable columns with one policy.
 // Never a silently wrong result: a clear error instead.
-import { as, describe, items, locationOf, strings, typeOf, unwrap, type Ast } from './ast.js';
+import { as, describe, items, locationOf, strings, unwrap, type Ast } from './ast.js';
 import { samePolicy, type AnalysisContext } from './context.js';
 import { qualified, refuse } from './errors.js';
 import { analyzeSelect, walkExpr, type Walk } from './query.js';
@@ -304,9 +304,4 @@ export function refuseInExpression(target: ColumnTarget, label: string, location
     target,
     location,
   });
-}
-
-export function isJsonAccess(node: Ast): boolean {
-  const e = as(node, 'A_Expr');
-  return !!e && e.kind === 'AEXPR_OP' && JSON_OPS.has(strings(e.name).pop() ?? '') && typeOf(e.lexpr) !== undefined;
 }

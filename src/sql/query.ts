@@ -4,6 +4,7 @@
 // ORDER BY and GROUP BY to predicates.ts.
 import { as, items, strings, typeOf, type Ast } from './ast.js';
 import type { AnalysisContext, QueryOutput } from './context.js';
+import { checkCreateAs } from './ddl.js';
 import { refuse } from './errors.js';
 import { checkOrdering, checkUsing, handleAExpr, handleSubLinkComparison, refuseInExpression } from './predicates.js';
 import { expandStar, Scope, tableColumns, type DerivedColumn, type Entry, type Origin } from './scope.js';
@@ -171,11 +172,12 @@ export function analyzeSelect(ctx: AnalysisContext, sel: Ast, parent: Scope): Qu
     for (const wd of items(sel.windowClause)) walkWindow(ctx, as(wd, 'WindowDef')!, w);
     for (const s of items(sel.sortClause)) checkOrdering(ctx, as(s, 'SortBy')!.node, w, 'ORDER BY');
     walkExpr(ctx, sel.distinctClause, w);
+    columns = outputColumns(w.targets!, scope);
     if (sel.intoClause) {
       ctx.ddl = true;
       walkExpr(ctx, sel.intoClause, w);
+      checkCreateAs(ctx, sel.intoClause, { scope, columns });
     }
-    columns = outputColumns(w.targets!, scope);
   }
   walkExpr(ctx, sel.limitCount, w);
   walkExpr(ctx, sel.limitOffset, w);
@@ -270,7 +272,7 @@ export function analyzeQueryNode(ctx: AnalysisContext, node: Ast, scope: Scope):
 }
 
 /** A table reference: a CTE, a configured table or another relation. */
-export function rangeVarEntry(ctx: AnalysisContext, rv: Ast, scope: Scope): Entry {
+function rangeVarEntry(ctx: AnalysisContext, rv: Ast, scope: Scope): Entry {
   const alias = rv.alias?.aliasname as string | undefined;
   if (!rv.schemaname) {
     const cte = scope.findCte(rv.relname);
@@ -313,6 +315,7 @@ function addFromItem(ctx: AnalysisContext, item: Ast, scope: Scope): Entry[] {
     case 'JoinExpr': {
       const left = addFromItem(ctx, b.larg, scope);
       const right = addFromItem(ctx, b.rarg, scope);
+      if (b.isNatural) for (const e of [...left, ...right]) if (e.kind === 'table') e.natural = true;
       if (b.usingClause) {
         const l = new Scope();
         l.entries.push(...left);

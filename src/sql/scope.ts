@@ -43,6 +43,8 @@ export interface TableEntry {
   policy: TablePolicy | undefined;
   /** Column names from the catalog (mapped tables only; undefined = unknown). */
   columns: readonly string[] | undefined;
+  /** Inside a NATURAL join: an unqualified common column is COALESCE(left, right), not this table's. */
+  natural?: boolean;
 }
 
 export interface DerivedEntry {
@@ -149,8 +151,12 @@ export function resolveColumn(fields: string[], scope: Scope): Origin {
     for (const e of s.entries) {
       const m = member(e, col);
       if (m.found) {
-        // An encrypted column at this level: Postgres picks it or reports ambiguity.
-        if (m.origin.kind === 'encrypted') return m.origin;
+        // An encrypted column at this level: Postgres picks it or reports ambiguity
+        // (not so for a NATURAL join's merged column, which may come from the other side).
+        if (m.origin.kind === 'encrypted') {
+          if (e.kind === 'table' && e.natural) return UNKNOWN;
+          return m.origin;
+        }
         found.push(m.origin);
       } else if (m.maybe) maybe = true;
     }

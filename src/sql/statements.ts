@@ -5,6 +5,7 @@
 import { as, describe, items, locationOf, strings, typeOf, unwrap, type Ast } from './ast.js';
 import { newParamState, type AnalysisContext } from './context.js';
 import { analyzeCopy } from './copy.js';
+import { checkCreateAs, checkTableDdl } from './ddl.js';
 import { qualified, refuse } from './errors.js';
 import { paramRange } from './lexical.js';
 import { analyzeQueryNode, walkExpr } from './query.js';
@@ -40,9 +41,26 @@ export function analyzeStatement(ctx: AnalysisContext, stmt: Ast, info: Statemen
     case 'ExplainStmt':
       analyzeStatement(ctx, b.query, info, drafts);
       return;
-    case 'CreateTableAsStmt':
+    case 'CreateTableAsStmt': {
       walkExpr(ctx, b.into, { scope: root, strict: null });
-      analyzeStatement(ctx, b.query, info, drafts);
+      if (typeOf(b.query) !== 'SelectStmt') {
+        const p = ctx.lookupTable(b.into.rel);
+        if (p && !b.into.skipData) {
+          refuse('prepared_statement', `CREATE TABLE ${qualified(p)} AS EXECUTE: the proxy cannot follow the values into the encrypted table`, {
+            table: p,
+            location: b.into.rel.location,
+          });
+        }
+        analyzeStatement(ctx, b.query, info, drafts);
+        return;
+      }
+      checkCreateAs(ctx, b.into, analyzeQueryNode(ctx, b.query, root));
+      return;
+    }
+    case 'CreateStmt':
+    case 'AlterTableStmt':
+      checkTableDdl(ctx, type, b);
+      walkExpr(ctx, stmt, { scope: root, strict: null });
       return;
     case 'CopyStmt':
       ctx.copies.push(analyzeCopy(ctx, b, info.index));

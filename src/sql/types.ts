@@ -226,6 +226,7 @@ export interface RejectPlan {
   error: SqlRejection;
 }
 
+/** Plans are cached and shared between sessions: treat them as read-only. */
 export type SqlPlan = PassthroughPlan | AdminPlan | RejectPlan | RewritePlan;
 
 /** Ordered, non-dropped column names of a table from the live catalog; undefined = unknown. */

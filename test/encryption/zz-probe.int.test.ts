@@ -1,17 +1,23 @@
-import pg from 'pg';
-import { it, expect } from 'vitest';
+import { serialize } from 'pg-protocol';
+import { it } from 'vitest';
 import { createTestDatabase } from '../helpers/db.js';
 import { startEncryptedProxy, table } from '../helpers/encrypted-proxy.js';
+import { RawClient } from '../proxy/raw-client.js';
 it('probe', async () => {
   const db = await createTestDatabase('probe');
+  await db.client.query(`DO $$ BEGIN CREATE ROLE pgcmek_trust LOGIN SUPERUSER; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
   await db.client.query(`CREATE TABLE webhook (id int PRIMARY KEY, url text, secret text)`);
-  const proxy = await startEncryptedProxy({ encrypted: [table('webhook', ['secret'])] });
-  const app = new pg.Client(proxy.via(db.url)); await app.connect();
-  for (const [i, q, v] of [[1, `INSERT INTO webhook VALUES (1, 'u', CAST('c-lit' AS varchar(100)))`, []], [2, `INSERT INTO webhook VALUES (2, 'u', $1::varchar(20))`, ['abc']], [3, `INSERT INTO webhook VALUES (3, 'u', $1::char(30))`, ['abc']]] as const) {
-    try { await app.query(q, v as any); console.log(i, 'ok'); } catch (e: any) { console.log(i, e.code, e.message); }
+  const proxy = await startEncryptedProxy({ encrypted: [table('webhook', ['secret'])], logLevel: process.env.LL ?? 'silent' });
+  for (const round of [1, 2, 3]) {
+  const c = await RawClient.connect(proxy.port, { database: db.name });
+  const show = async (label: string) => { const out: string[] = []; try { for (;;) { const m = await c.next(1500); out.push(m.code + (m.code === 'E' ? ':' + m.body.toString().replace(/\0/g, '|').slice(0, 30) : '')); if (m.code === 'Z') break; } } catch (e) { out.push('<' + (e as Error).message + '>'); } console.log(round, label, out.join(' ')); };
+  if (round !== 3) { c.send(serialize.parse({ name: 's1', text: 'SELECT 1 AS x', types: [] }), serialize.describe({ type: 'S', name: 's1' }), serialize.flush());
+  await show('ok-flush');
+  c.send(serialize.sync()); await show('ok-sync'); }
+  c.send(serialize.parse({ name: 's2', text: 'UPDATE webhook SET secret = upper($1)', types: [] }), serialize.describe({ type: 'S', name: 's2' }), serialize.flush());
+  await show('refused-flush');
+  c.send(serialize.sync()); await show('refused-sync');
+  c.end();
   }
-  const d = await db.client.query('SELECT id, length(secret) l, secret FROM webhook ORDER BY id');
-  console.log(d.rows);
-  try { console.log((await app.query('SELECT id, secret FROM webhook')).rows); } catch (e: any) { console.log('read', e.code, e.message); }
-  await app.end(); await proxy.close(); await db.drop();
+  await proxy.close(); await db.drop();
 });

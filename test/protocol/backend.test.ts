@@ -20,6 +20,7 @@ import {
   encodeErrorResponse,
   encodeNoticeResponse,
   featureNotSupported,
+  internalError,
   protocolViolation,
   tooManyConnections,
   unableToConnect,
@@ -107,5 +108,6 @@ describe('backend codecs', () => {
     expect(state(adminShutdown())).toMatchObject({ severity: 'FATAL', code: '57P01' });
     expect(state(tooManyConnections())).toMatchObject({ severity: 'FATAL', code: '53300' });
     expect(state(featureNotSupported('x'))).toMatchObject({ severity: 'ERROR', code: '0A000' });
+    expect(state(internalError('x'))).toMatchObject({ severity: 'FATAL', code: 'XX000' });
   });
 });

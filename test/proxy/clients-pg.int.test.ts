@@ -151,6 +151,17 @@ describe('node-postgres through the proxy', () => {
     expect((direct.executed as { rows: unknown[] }).rows).toEqual([{ sq: 144 }]);
   });
 
+  it('a Bind with 30,000 parameters', async () => {
+    const n = 30_000;
+    const placeholders = Array.from({ length: n }, (_, i) => `$${i + 1}::int`).join(',');
+    const values = Array.from({ length: n }, (_, i) => i);
+    const { direct, proxy: proxied } = await both(db.url, proxy, (url) =>
+      withClient(url, async (c) => (await c.query(`SELECT array_length(ARRAY[${placeholders}], 1) AS n, (ARRAY[${placeholders}])[${n}] AS last`, values)).rows),
+    );
+    expect(proxied).toEqual(direct);
+    expect(direct).toEqual([{ n, last: n - 1 }]);
+  });
+
   it('named prepared statements are parsed once and re-executed', async () => {
     const { direct, proxy: proxied } = await both(db.url, proxy, (url) =>
       withClient(url, async (c) => {

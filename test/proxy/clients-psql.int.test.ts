@@ -3,6 +3,8 @@
 // failures. Outputs DIRECT and THROUGH pgcmek must be byte-identical (after
 // replacing the port number, which libpq prints in connection errors).
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, type TestDb } from '../helpers/db.js';
@@ -115,6 +117,23 @@ describe('psql through the proxy', () => {
     expect(direct.code).toBe(0);
     expect(direct.stderr).toContain('ERROR:  23505: duplicate key value violates unique constraint "restore_t_pkey"');
     expect(direct.stdout).toMatch(/ 1 \| one\n {2}2 \| two\n\(2 rows\)/);
+  });
+
+  it('\\lo_import / \\lo_export (libpq fast-path function calls)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'clients-lo-'));
+    try {
+      const blob = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7) % 256));
+      writeFileSync(join(dir, 'in.bin'), blob);
+      const { direct, proxy: proxied } = await both(db.url, proxy, async (url, target) => {
+        const out = join(dir, `out-${target}.bin`);
+        const r = await psql(url, ['-v', 'ON_ERROR_STOP=1', '-c', `\\lo_import ${join(dir, 'in.bin')}`, '-c', `\\lo_export :LASTOID ${out}`, '-c', '\\lo_unlink :LASTOID']);
+        return { code: r.code, stderr: r.stderr, stdout: r.stdout.replace(/\d+/g, 'N'), same: readFileSync(out).equals(blob) };
+      });
+      expect(proxied).toEqual(direct);
+      expect(direct).toEqual({ code: 0, stderr: '', stdout: 'lo_import N\nlo_export\nlo_unlink N\n', same: true });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('\\d meta-commands see the same catalog', async () => {

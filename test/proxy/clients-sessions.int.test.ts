@@ -36,6 +36,23 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 5_
   }
 }
 
+/** A raw CancelRequest (what libpq's PQcancel sends) on a new connection. */
+function sendCancel(host: string, port: number, pid: number, secret: number): Promise<void> {
+  return new Promise((resolve) => {
+    const s = new Socket();
+    s.connect(port, host, () => {
+      const b = Buffer.alloc(16);
+      b.writeInt32BE(16, 0);
+      b.writeInt32BE(80877102, 4); // 1234 << 16 | 5678
+      b.writeInt32BE(pid, 8);
+      b.writeInt32BE(secret, 12);
+      s.end(b);
+    });
+    s.on('close', () => resolve());
+    s.on('error', () => resolve());
+  });
+}
+
 async function backendAlive(pid: number): Promise<boolean> {
   const r = await db.client.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [pid]);
   return r.rows[0].n > 0;
@@ -121,6 +138,57 @@ describe('sessions through the proxy', () => {
     }
     const { rows } = await db.client.query('SELECT count(*)::int AS n FROM vanish');
     expect(rows[0].n).toBe(0);
+  });
+
+  it('a CancelRequest with the wrong secret cancels nothing; the right one cancels', async () => {
+    const { direct, proxy: proxied } = await both(db.url, proxy, async (url) => {
+      const c = await connect(url);
+      try {
+        // What the client was told at start-up (BackendKeyData) is all it can cancel with.
+        const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
+        const u = new URL(url);
+        const wrong = c.query('SELECT pg_sleep(1) AS slept').then(
+          () => 'finished',
+          (e: pg.DatabaseError) => `cancelled ${e.code}`,
+        );
+        await sleep(200);
+        await sendCancel(u.hostname, Number(u.port), processID, (secretKey + 1) | 0);
+        await sendCancel(u.hostname, Number(u.port), (processID + 1) | 0, secretKey);
+        const right = c.query('SELECT pg_sleep(30)').then(
+          () => 'finished',
+          (e: pg.DatabaseError) => `cancelled ${e.code}`,
+        );
+        await sleep(200);
+        await sendCancel(u.hostname, Number(u.port), processID, secretKey);
+        return { wrong: await wrong, right: await right };
+      } finally {
+        await c.end();
+      }
+    });
+    expect(proxied).toEqual(direct);
+    expect(direct).toEqual({ wrong: 'finished', right: 'cancelled 57014' });
+  });
+
+  it('a role over its CONNECTION LIMIT gets the server\'s 53300', async () => {
+    await db.client.query(`DO $$ BEGIN CREATE ROLE clients_limited LOGIN PASSWORD 'limited' CONNECTION LIMIT 1; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
+    const url = `postgres://clients_limited:limited@${db.host}:${db.port}/${db.name}`;
+    const { direct, proxy: proxied } = await both(url, proxy, async (u) => {
+      const first = await connect(u);
+      try {
+        const second = new pg.Client(u);
+        return await second.connect().then(
+          async () => {
+            await second.end();
+            return 'connected';
+          },
+          (e: pg.DatabaseError) => `${e.code} ${e.message}`,
+        );
+      } finally {
+        await first.end();
+      }
+    });
+    expect(proxied).toEqual(direct);
+    expect(direct).toBe('53300 too many connections for role "clients_limited"');
   });
 
   it('a backend terminated by the server reaches the client as FATAL 57P01, then the connection closes', async () => {

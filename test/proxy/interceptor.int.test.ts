@@ -144,6 +144,16 @@ describe('proxy: interceptor hooks', () => {
     c.end();
   });
 
+  it('a synthetic reply with nothing pending is sent at once', async () => {
+    const c = await RawClient.connect(proxy.port, { database: db.name });
+    c.send(serialize.query('REFUSE alone'));
+    const ms = await c.untilReady();
+    expect(codes(ms)).toBe('EZ');
+    c.send(serialize.query('SELECT 5 AS a'));
+    expect(rowValues((await c.untilReady())[1]!)).toEqual(['5']);
+    c.end();
+  });
+
   it('an asynchronous verdict holds later messages: order is kept', async () => {
     const c = await RawClient.connect(proxy.port, { database: db.name });
     c.send(serialize.query('SLOW SELECT 1 AS a'), serialize.query('SELECT 2 AS a'));

@@ -261,6 +261,13 @@ describe('Pump.emit', () => {
     expect(dst.bytes).toEqual(Buffer.concat([frame('D', 1), frame('B', 'before'), frame('T', 2), frame('A', 'after')]));
   });
 
+  it('`after` on an idle pump writes at once', () => {
+    const { src, dst, pump } = setup();
+    src.send(frame('D', 1));
+    pump.emit(frame('A', 'x'), undefined, true);
+    expect(dst.bytes).toEqual(Buffer.concat([frame('D', 1), frame('A', 'x')]));
+  });
+
   it('table changes take effect from the next frame', () => {
     const src = new FakeSource();
     const dst = new FakeSink();

@@ -33,6 +33,8 @@ export class RawClient {
   /** BackendKeyData seen during start-up. */
   key?: { pid: number; key: Buffer };
   params = new Map<string, string>();
+  /** Type bytes of every start-up message, in order. */
+  startup: string[] = [];
 
   constructor(readonly socket: Socket) {
     socket.on('data', (d: Buffer) => {
@@ -86,6 +88,7 @@ export class RawClient {
   private async authenticate(opts: RawOptions): Promise<void> {
     for (;;) {
       const m = await this.next();
+      this.startup.push(m.code);
       if (m.code === 'E') throw new Error(`start-up failed: ${JSON.stringify(decodeErrorFields(m.body))}`);
       if (m.code === 'R') {
         const sub = m.body.readInt32BE(0);

@@ -55,24 +55,49 @@ describe('indexes on a searchable column', () => {
     await db.client.query(`DELETE FROM api_token WHERE id = -2`);
   });
 
-  it.each([1, 2, 3])('EXPLAIN of col = ANY($1::text[]) with %i candidate(s) uses the index (custom and generic plans)', async (k) => {
+  const indexed = /"Node Type":"(Index Scan|Index Only Scan|Bitmap Index Scan)"/;
+  const plan = async (sql: string, params: unknown[] = []) => JSON.stringify((await db.client.query(`EXPLAIN (FORMAT JSON) ${sql}`, params)).rows[0]['QUERY PLAN']);
+
+  it.each([1, 2, 3])('EXPLAIN with %i candidate(s): the array form and the 3-slot IN form use the index (custom and generic plans)', async (k) => {
     const cands = r.keys.equalityCandidates(c, buf(plain[7]!));
     // Extra candidates stand in for wrappings under other KEKs (a rotation): the plan must not change.
     for (let i = 1; i < k; i++) cands.push(buf(`cmek:v1:other${i}|x|${cands[0]!.toString().split('|')[2]}`));
     const param = textArrayLiteral(cands).toString();
-    const custom = await db.client.query(`EXPLAIN (FORMAT JSON) ${lookupSql}`, [param]);
-    const text = JSON.stringify(custom.rows[0]['QUERY PLAN']);
-    expect(text).toMatch(/"Node Type":"(Index Scan|Index Only Scan|Bitmap Index Scan)"/);
-    expect(text).toContain('api_token_token_hash_key');
+    const slots = Array.from({ length: 3 }, (_, i) => (cands[i] ?? cands[0]!).toString());
+    const inSql = `SELECT id FROM api_token WHERE token_hash IN ($1, $2, $3)`;
+    for (const p of [await plan(lookupSql, [param]), await plan(inSql, slots)]) {
+      expect(p).toMatch(indexed);
+      expect(p).toContain('api_token_token_hash_key');
+    }
     await db.client.query(`SET plan_cache_mode = force_generic_plan`);
-    await db.client.query(`PREPARE lk AS ${lookupSql}`);
+    await db.client.query(`PREPARE lk_any AS ${lookupSql}; PREPARE lk_in AS ${inSql}`);
     try {
-      const generic = await db.client.query(`EXPLAIN (FORMAT JSON) EXECUTE lk('${param}')`);
-      const g = JSON.stringify(generic.rows[0]['QUERY PLAN']);
-      expect(g).toMatch(/"Node Type":"(Index Scan|Index Only Scan|Bitmap Index Scan)"/);
-      expect(g).toContain('api_token_token_hash_key');
+      const quote = (v: string) => `'${v.replaceAll("'", "''")}'`;
+      for (const p of [await plan(`EXECUTE lk_any(${quote(param)})`), await plan(`EXECUTE lk_in(${slots.map(quote).join(', ')})`)]) {
+        expect(p).toMatch(indexed);
+        expect(p).toContain('api_token_token_hash_key');
+      }
     } finally {
-      await db.client.query(`DEALLOCATE lk; RESET plan_cache_mode`);
+      await db.client.query(`DEALLOCATE lk_any; DEALLOCATE lk_in; RESET plan_cache_mode`);
+    }
+  });
+
+  it('Postgres keeps a generic plan for the fixed-arity IN form, not for an array parameter', async () => {
+    const slots = r.keys.equalitySlots(c, buf(plain[9]!)).map(String);
+    const quote = (v: string) => `'${v}'`;
+    await db.client.query(`PREPARE g_in AS SELECT id FROM api_token WHERE token_hash IN ($1, $2, $3); PREPARE g_any AS ${lookupSql}`);
+    try {
+      for (let i = 0; i < 10; i++) {
+        await db.client.query(`EXECUTE g_in(${slots.map(quote).join(', ')})`);
+        await db.client.query(`EXECUTE g_any('${textArrayLiteral([buf(slots[0]!)]).toString()}')`);
+      }
+      const { rows } = await db.client.query(`SELECT name, generic_plans::int AS g, custom_plans::int AS c FROM pg_prepared_statements WHERE name IN ('g_in', 'g_any') ORDER BY name`);
+      expect(rows).toEqual([
+        { name: 'g_any', g: 0, c: 10 },
+        { name: 'g_in', g: 5, c: 5 },
+      ]);
+    } finally {
+      await db.client.query(`DEALLOCATE g_in; DEALLOCATE g_any`);
     }
   });
 });
@@ -103,45 +128,52 @@ describe('lookups', () => {
   });
 
   it('costs about what a plaintext lookup costs (µs per lookup over pg, printed)', async () => {
-    const M = Number(process.env.PGCMEK_SEARCHABLE_LOOKUPS ?? 4000);
+    const M = Number(process.env.PGCMEK_SEARCHABLE_LOOKUPS ?? 3000);
     const sample = Array.from({ length: M }, () => Math.floor(Math.random() * N));
-    // Candidate sets alone, in process.
+    const h = r.keys.column(c)!;
+    // Crypto alone, in process: one deterministic token + one header per slot.
     let t = performance.now();
-    for (const i of sample) r.keys.equalityCandidates(c, buf(plain[i]!));
-    const candUs = ((performance.now() - t) * 1000) / M;
-    const timeLookups = async (named: boolean) => {
-      let enc = 0;
-      let pla = 0;
-      const chunk = 250;
-      for (let at = 0; at < M; at += chunk) {
-        const part = sample.slice(at, at + chunk);
-        t = performance.now();
-        for (const i of part) {
-          const q = { text: lookupSql, values: [arrayParam(plain[i]!)], ...(named && { name: 'enc' }) };
-          const { rows } = await db.client.query(q);
-          if (rows.length !== 1) throw new Error('lookup missed');
-        }
-        enc += performance.now() - t;
-        t = performance.now();
-        for (const i of part) {
-          const q = { text: `SELECT id FROM api_token WHERE plain_hash = $1`, values: [plain[i]], ...(named && { name: 'pla' }) };
-          const { rows } = await db.client.query(q);
-          if (rows.length !== 1) throw new Error('lookup missed');
-        }
-        pla += performance.now() - t;
-      }
-      return { encUs: (enc * 1000) / M, plaUs: (pla * 1000) / M };
+    for (const i of sample) h.slots(buf(plain[i]!));
+    const slotsUs = ((performance.now() - t) * 1000) / M;
+    t = performance.now();
+    for (const i of sample) h.encrypt(buf(plain[i]!));
+    const encUs = ((performance.now() - t) * 1000) / M;
+    const slotSql = `SELECT id FROM api_token WHERE token_hash IN (${h.slotCount === 0 ? '' : Array.from({ length: h.slotCount }, (_, k) => `$${k + 1}`).join(', ')})`;
+    type Q = { text: string; values: unknown[]; name?: string };
+    const forms: Record<string, (i: number, named: boolean) => Q> = {
+      plaintext: (i, named) => ({ text: `SELECT id FROM api_token WHERE plain_hash = $1`, values: [plain[i]], ...(named && { name: 'p' }) }),
+      slots: (i, named) => ({ text: slotSql, values: h.slots(buf(plain[i]!)).map((b) => b.toString('latin1')), ...(named && { name: 's' }) }),
+      array: (i, named) => ({ text: lookupSql, values: [arrayParam(plain[i]!)], ...(named && { name: 'a' }) }),
     };
-    await timeLookups(true); // warm caches and plans
-    const unnamed = await timeLookups(false);
-    const named = await timeLookups(true);
-    const fmt = (x: { encUs: number; plaUs: number }) =>
-      `encrypted ${x.encUs.toFixed(1)} µs vs plaintext ${x.plaUs.toFixed(1)} µs per lookup, rate ratio ${(x.plaUs / x.encUs).toFixed(2)}`;
-    console.log(`[searchable] candidate set (1 KEK): ${candUs.toFixed(2)} µs`);
-    console.log(`[searchable] ${N} rows, ${M} lookups, unnamed statements: ${fmt(unnamed)}`);
-    console.log(`[searchable] ${N} rows, ${M} lookups, prepared statements: ${fmt(named)}`);
-    // The issue's bar is 0.8x through the proxy; at the database alone it must hold with margin.
-    expect(named.plaUs / named.encUs).toBeGreaterThanOrEqual(0.8);
-    expect(unnamed.plaUs / unnamed.encUs).toBeGreaterThanOrEqual(0.8);
+    // Interleaved chunks: the machine's load hits every form alike.
+    const timeForms = async (named: boolean, rounds: number) => {
+      const tot: Record<string, number> = {};
+      for (let round = 0; round < rounds; round++) {
+        for (let at = 0; at < M; at += 100) {
+          for (const [name, q] of Object.entries(forms)) {
+            t = performance.now();
+            for (const i of sample.slice(at, at + 100)) {
+              const { rows } = await db.client.query(q(i, named));
+              if (rows.length !== 1 || Number(rows[0].id) !== i) throw new Error(`${name} lookup missed`);
+            }
+            tot[name] = (tot[name] ?? 0) + performance.now() - t;
+          }
+        }
+      }
+      const us = Object.fromEntries(Object.entries(tot).map(([k, v]) => [k, (v * 1000) / (M * rounds)]));
+      return us as Record<keyof typeof forms, number>;
+    };
+    await timeForms(true, 1); // warm caches and plans
+    const named = await timeForms(true, 2);
+    const unnamed = await timeForms(false, 1);
+    const line = (label: string, x: Record<string, number>) =>
+      `[searchable] ${label}: plaintext ${x.plaintext!.toFixed(1)} µs; IN (${h.slotCount} slots) ${x.slots!.toFixed(1)} µs ` +
+      `(rate ${(x.plaintext! / x.slots!).toFixed(2)}x); = ANY($1::text[]) ${x.array!.toFixed(1)} µs (rate ${(x.plaintext! / x.array!).toFixed(2)}x)`;
+    console.log(`[searchable] in process: encrypt ${encUs.toFixed(2)} µs/value; candidate slots ${slotsUs.toFixed(2)} µs/value`);
+    console.log(line(`${N} rows, ${M} lookups, prepared statements`, named));
+    console.log(line(`${N} rows, ${M} lookups, unnamed statements`, unnamed));
+    // The issue's bar is 0.8x the plaintext rate through the proxy; the recommended form meets it at the database.
+    expect(named.plaintext! / named.slots!).toBeGreaterThanOrEqual(0.8);
+    expect(unnamed.plaintext! / unnamed.slots!).toBeGreaterThanOrEqual(0.8);
   });
 });

@@ -121,6 +121,18 @@ describe('prefilter', () => {
     expect(a.analyze('SELECT users_count FROM stats')).toEqual({ kind: 'passthrough', isDdl: false });
   });
 
+  test('names match as whole identifiers only', () => {
+    const b = makeAnalyzer();
+    expect(b.analyze("INSERT INTO users_audit (ssn) VALUES ('x')")).toEqual({ kind: 'passthrough', isDdl: false });
+    expect(b.analyze('SELECT * FROM app_users, "xusers", users$2')).toEqual({ kind: 'passthrough', isDdl: false });
+    expect(b.stats).toMatchObject({ prefiltered: 2, misses: 0 });
+    for (const sql of ['SELECT 1 FROM users', 'SELECT 1 FROM "users"', 'SELECT 1 FROM public.users', 'SELECT 1 FROM orders,users', 'select ssn from Users']) {
+      expect(b.analyze(sql).kind).toBe('plan');
+    }
+    // Server-side code: only a whole-name mention is refused.
+    expect(b.analyze('DO $$ BEGIN INSERT INTO users_audit VALUES (1); END $$').kind).toBe('passthrough');
+  });
+
   test('case-insensitive, and U&"…" identifiers always take the slow path', () => {
     expect(a.analyze("INSERT INTO UsErS (ssn) VALUES ('x')").kind).toBe('plan');
     expect(expectPlan(a.analyze("INSERT INTO U&\"use\\0072s\" (ssn) VALUES ('x')")).literals).toHaveLength(1);

@@ -168,6 +168,13 @@ describe('rewritten statements run and store ciphertext', () => {
     await db.client.query('DEALLOCATE ins');
   });
 
+  test('a literal DEFAULT on an encrypted column is stored encrypted', async () => {
+    await run("ALTER TABLE users ALTER COLUMN notes SET DEFAULT 'TOPSECRET-default'");
+    await run("INSERT INTO users (id, name) VALUES (40, 'd')");
+    expect(await rows('SELECT notes FROM users WHERE id = 40')).toEqual([{ notes: 'DEC(TOPSECRET-default)' }]);
+    await run("ALTER TABLE users ALTER COLUMN notes SET DEFAULT ''");
+  });
+
   test('refused statements name the column and never carry the value', async () => {
     const e = expectReject(analyzer.analyze("UPDATE users SET ssn = upper('TOPSECRET')"), 'unencryptable_value');
     expect(e.message).toContain('public.users.ssn');

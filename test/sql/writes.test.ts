@@ -120,6 +120,9 @@ describe('INSERT … SELECT', () => {
     refused('INSERT INTO users (ssn) SELECT x FROM plain_table', 'unencryptable_value', 'public.users.ssn');
     refused('INSERT INTO users (ssn) SELECT ssn FROM plain_table', 'unencryptable_value', 'public.users.ssn');
     refused('INSERT INTO users (ssn) SELECT email FROM users', 'incompatible_copy', 'public.users.ssn');
+    // NATURAL RIGHT JOIN: the merged ssn may be plain_table's value.
+    refused('INSERT INTO archive (ssn) SELECT ssn FROM users NATURAL RIGHT JOIN plain_table', 'unencryptable_value', 'public.archive.ssn');
+    expect(sitesOf('INSERT INTO archive (ssn) SELECT users.ssn FROM users NATURAL JOIN plain_table')).toEqual([]);
     refused('INSERT INTO users SELECT * FROM plain_table', 'unencryptable_value', 'public.users.ssn');
     refused('INSERT INTO users (ssn) SELECT upper(ssn) FROM users', 'unencryptable_value', 'public.users.ssn');
     refused("INSERT INTO users (ssn) SELECT secret FROM app.secrets WHERE doc IS NULL UNION SELECT 'x'||'y'", 'unencryptable_value', 'public.users.ssn');
@@ -286,5 +289,30 @@ describe('server-side code', () => {
     // Code that does not mention them is fine.
     expect(a.analyze("DO $$ BEGIN PERFORM 1; END $$; SELECT id FROM users").kind).toBe('plan');
     expect(a.analyze('CREATE RULE r AS ON INSERT TO users DO ALSO NOTIFY users_changed').kind).toBe('plan');
+  });
+});
+
+describe('DDL that writes values', () => {
+  test('CREATE TABLE AS / SELECT INTO a configured table', () => {
+    expect(sitesOf("CREATE TABLE users AS SELECT 1 AS id, 'n' AS name, 'x' AS ssn")).toEqual(["'x' (x) -> users.ssn"]);
+    expect(sitesOf("CREATE TABLE archive (id, ssn) AS SELECT id, ssn FROM users")).toEqual([]);
+    expect(sitesOf("SELECT $1::text AS ssn INTO users")).toEqual(['$1 -> users.ssn']);
+    expect(sitesOf("CREATE TABLE users AS SELECT 'x' AS ssn WITH NO DATA")).toEqual([]);
+    refused("CREATE TABLE users AS SELECT upper('TOPSECRET') AS ssn", 'unencryptable_value', 'public.users.ssn');
+    refused('CREATE TABLE archive (id, ssn) AS SELECT id, name FROM users', 'unencryptable_value', 'public.archive.ssn');
+    refused("CREATE TABLE users AS EXECUTE p('TOPSECRET')", 'prepared_statement', 'public.users');
+    expect(expectPlan(a.analyze('CREATE TABLE users AS SELECT 1 AS id')).isDdl).toBe(true);
+  });
+
+  test('literal defaults are encrypted; generated and USING expressions are refused', () => {
+    expect(sitesOf("CREATE TABLE users (id int, ssn text DEFAULT 'x', email text DEFAULT '', name text DEFAULT 'plain')")).toEqual(["'x' (x) -> users.ssn"]);
+    expect(sitesOf("ALTER TABLE users ADD COLUMN ssn text DEFAULT 'x', ALTER COLUMN email SET DEFAULT 'y'")).toEqual(["'x' (x) -> users.ssn", "'y' (y) -> users.email"].sort());
+    expect(sitesOf('ALTER TABLE users ALTER COLUMN ssn SET DEFAULT NULL, ALTER COLUMN email SET DEFAULT gen_random_uuid()::text')).toEqual([]);
+    expect(sitesOf('ALTER TABLE users ALTER COLUMN ssn TYPE varchar(200) USING ssn::varchar')).toEqual([]);
+    refused('ALTER TABLE users ALTER COLUMN ssn TYPE text USING upper(ssn)', 'unencryptable_value', 'public.users.ssn');
+    refused('ALTER TABLE users ALTER COLUMN ssn TYPE int USING ssn::int', 'unsupported_cast', 'public.users.ssn');
+    refused('ALTER TABLE users ADD COLUMN ssn text GENERATED ALWAYS AS (name) STORED', 'unencryptable_value', 'public.users.ssn');
+    refused('ALTER TABLE users ALTER COLUMN ssn SET EXPRESSION AS (upper(name))', 'unencryptable_value', 'public.users.ssn');
+    expect(a.analyze("ALTER TABLE orders ADD COLUMN ssn text DEFAULT 'x'")).toEqual({ kind: 'passthrough', isDdl: true });
   });
 });

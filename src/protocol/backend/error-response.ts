@@ -139,6 +139,11 @@ export function tooManyConnections(message = 'sorry, too many clients already'):
   return encodeErrorResponse({ severity: 'FATAL', code: SqlState.TooManyConnections, message });
 }
 
+/** FATAL XX000: the proxy itself failed (a bug or an interceptor error); the session ends. */
+export function internalError(message: string): Buffer {
+  return encodeErrorResponse({ severity: 'FATAL', code: SqlState.InternalError, message });
+}
+
 /** ERROR 0A000: something the proxy does not support. */
 export function featureNotSupported(message: string, severity: Severity = 'ERROR'): Buffer {
   return encodeErrorResponse({ severity, code: SqlState.FeatureNotSupported, message });
