@@ -1,6 +1,12 @@
-// How a proxy session hands a `CMEK …` admin command to the admin layer. The
-// command runs on its own connection (admin work must not share the client's
-// transaction); the session relays NOTICE progress and the result rows.
+// How a proxy session hands a `CMEK …` admin command to the admin layer
+// (src/admin): parse, authorise against admin.roles, run over the session's own
+// upstream connection, and relay progress as NOTICEs.
+import type { Config } from '../config/types.js';
+import type { Keyring } from '../crypto/keyring.js';
+import type { Db } from '../catalog/db.js';
+import { parseAdminCommand } from '../admin/parse.js';
+import { executeAdminCommand } from '../admin/executor.js';
+import { AdminError } from '../admin/errors.js';
 import type { SessionInfo } from '../proxy/interceptor.js';
 
 export interface AdminReply {
@@ -11,13 +17,31 @@ export interface AdminReply {
   tag: string;
 }
 
-export interface AdminError {
-  sqlstate: string;
-  message: string;
-  hint?: string;
+export interface AdminGateway {
+  /** Runs one command; rejects with an error carrying `sqlstate` (AdminError). */
+  run(info: SessionInfo, text: string, db: Db, notice: (message: string) => void): Promise<AdminReply>;
 }
 
-export interface AdminGateway {
-  /** Runs one command; `notice` relays progress lines. Rejects with an AdminError-shaped error. */
-  run(info: SessionInfo, text: string, notice: (message: string) => void): Promise<AdminReply>;
+function fmtEta(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  return s >= 60 ? `${Math.floor(s / 60)}m${Math.round(s % 60)}s` : `${Math.round(s)}s`;
+}
+
+export function createAdminGateway(config: Config, keyring: Keyring): AdminGateway {
+  return {
+    async run(info, text, db, notice) {
+      const cmd = parseAdminCommand(text);
+      if (cmd instanceof AdminError) throw cmd;
+      const result = await executeAdminCommand(cmd, {
+        db,
+        config,
+        keyring,
+        principal: { kind: 'role', name: info.user },
+        onNotice: notice,
+        onProgress: (done, total, rate, eta, label) =>
+          notice(`${label}: ${done}/${total} rows (${Math.round(rate)} rows/s, ETA ${fmtEta(eta)})`),
+      });
+      return { columns: result.columns, rows: result.rows, tag: result.commandTag };
+    },
+  };
 }

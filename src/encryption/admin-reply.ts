@@ -10,6 +10,8 @@ import { encodeRowDescription } from '../protocol/backend/row-description.js';
 import type { InterceptContext, SessionInfo, Verdict } from '../proxy/interceptor.js';
 import type { AdminGateway } from './admin-gateway.js';
 import { errorFrame } from './refusal.js';
+import { TxStatus } from '../protocol/codes.js';
+import { SessionDb } from './session-db.js';
 
 const TEXT_OID = 25;
 
@@ -22,8 +24,11 @@ export function runAdmin(gateway: AdminGateway | undefined, info: SessionInfo, t
   if (!gateway) {
     return finish([errorFrame({ code: '0A000', message: 'pgcmek: CMEK admin commands are not enabled on this proxy' })]);
   }
+  if (ctx.state!.txStatus !== TxStatus.Idle || ctx.state!.queue.length > 0) {
+    return finish([errorFrame({ code: '25001', message: 'pgcmek: CMEK admin commands cannot run inside a transaction block or a pipeline' })]);
+  }
   const notice = (message: string) => ctx.sendToClient(encodeNoticeResponse({ severity: 'NOTICE', code: '00000', message }), { ordered: false });
-  return gateway.run(info, text, notice).then(
+  return gateway.run(info, text, new SessionDb(ctx), notice).then(
     (reply) => {
       const frames: Buffer[] = [];
       if (reply.columns.length > 0) {

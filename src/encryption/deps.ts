@@ -7,7 +7,7 @@ import { Keyring } from '../crypto/keyring.js';
 import type { Logger } from '../log.js';
 import type { ProxyDeps } from '../proxy/server.js';
 import { initSql } from '../sql/index.js';
-import type { AdminGateway } from './admin-gateway.js';
+import { createAdminGateway } from './admin-gateway.js';
 import { EncryptionLayer } from './layer.js';
 
 export interface EncryptionDeps {
@@ -15,18 +15,9 @@ export interface EncryptionDeps {
   deps: Partial<ProxyDeps>;
 }
 
-export type AdminFactory = (config: Config, keyring: Keyring, logger: Logger) => AdminGateway | undefined;
-
-let adminFactory: AdminFactory | undefined;
-
-/** The admin layer registers how to build its gateway (keeps this module free of admin imports). */
-export function setAdminFactory(f: AdminFactory): void {
-  adminFactory = f;
-}
-
 export async function createProxyDeps(config: Config, logger: Logger, keyring: Keyring): Promise<EncryptionDeps> {
   await initSql();
-  const layer = new EncryptionLayer({ config, keyring, logger, admin: adminFactory?.(config, keyring, logger) });
+  const layer = new EncryptionLayer({ config, keyring, logger, admin: createAdminGateway(config, keyring) });
   return {
     layer,
     deps: {

@@ -139,10 +139,13 @@ describe('lookups', () => {
     for (const i of sample) h.encrypt(buf(plain[i]!));
     const encUs = ((performance.now() - t) * 1000) / M;
     const slotSql = `SELECT id FROM api_token WHERE token_hash IN (${h.slotCount === 0 ? '' : Array.from({ length: h.slotCount }, (_, k) => `$${k + 1}`).join(', ')})`;
+    const pre = new Map(sample.map((i) => [i, h.slots(buf(plain[i]!)).map((b) => b.toString('latin1'))]));
     type Q = { text: string; values: unknown[]; name?: string };
     const forms: Record<string, (i: number, named: boolean) => Q> = {
       plaintext: (i, named) => ({ text: `SELECT id FROM api_token WHERE plain_hash = $1`, values: [plain[i]], ...(named && { name: 'p' }) }),
       slots: (i, named) => ({ text: slotSql, values: h.slots(buf(plain[i]!)).map((b) => b.toString('latin1')), ...(named && { name: 's' }) }),
+      pre: (i, named) => ({ text: slotSql, values: pre.get(i)!, ...(named && { name: 's2' }) }),
+      encOnly: (i, named) => { h.slots(buf(plain[i]!)); return { text: slotSql, values: pre.get(i)!, ...(named && { name: 's3' }) }; },
       array: (i, named) => ({ text: lookupSql, values: [arrayParam(plain[i]!)], ...(named && { name: 'a' }) }),
     };
     // Interleaved chunks: the machine's load hits every form alike.
@@ -170,7 +173,7 @@ describe('lookups', () => {
       `[searchable] ${label}: plaintext ${x.plaintext!.toFixed(1)} µs; IN (${h.slotCount} slots) ${x.slots!.toFixed(1)} µs ` +
       `(rate ${(x.plaintext! / x.slots!).toFixed(2)}x); = ANY($1::text[]) ${x.array!.toFixed(1)} µs (rate ${(x.plaintext! / x.array!).toFixed(2)}x)`;
     console.log(`[searchable] in process: encrypt ${encUs.toFixed(2)} µs/value; candidate slots ${slotsUs.toFixed(2)} µs/value`);
-    console.log(line(`${N} rows, ${M} lookups, prepared statements`, named));
+    console.log(line(`${N} rows, ${M} lookups, prepared statements`, named), named);
     console.log(line(`${N} rows, ${M} lookups, unnamed statements`, unnamed));
     // The issue's bar is 0.8x the plaintext rate through the proxy; the recommended form meets it at the database.
     expect(named.plaintext! / named.slots!).toBeGreaterThanOrEqual(0.8);
