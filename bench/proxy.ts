@@ -99,7 +99,9 @@ async function main(): Promise<void> {
   const o = options();
   // Progress goes to stderr, so --json leaves stdout machine-readable.
   const say = (s: string): void => void process.stderr.write(s + '\n');
-  say(`bench:proxy: ${o.seconds}s per run, ${o.rounds} round(s), scale ${o.scale}, pgcmek ${o.how}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  const loadStart = loadavg();
+  say(`bench:proxy: ${o.seconds}s per run, ${o.rounds} round(s), scale ${o.scale}, pgcmek ${o.how}, load average ${loadStart.map((l) => l.toFixed(2)).join(' ')}`);
+  if (loadStart[0]! > cpus().length) say(`warning: the machine is already busy (1-min load ${loadStart[0]!.toFixed(1)} on ${cpus().length} CPUs): TPS will be noisy; proxy CPU µs/tx and p50 are the steadier figures`);
 
   const cluster = await startCluster({ flavour: '18', settings: { max_connections: 200, shared_buffers: "'256MB'" } });
   onCleanup(() => cluster.stop());
@@ -196,7 +198,7 @@ async function main(): Promise<void> {
   const mem = pgcmek.stat();
   const report = {
     benchmark: 'proxy',
-    machine: { cpus: cpus().length, node: process.version, loadavg: loadavg() },
+    machine: { cpus: cpus().length, node: process.version, loadavgStart: loadStart, loadavgEnd: loadavg() },
     settings: { seconds: o.seconds, rounds: o.rounds, scale: o.scale, postgres: '18', pgcmek: pgcmek.how, pgbouncer: targets.some((t) => t.name === 'pgbouncer') ? 'session, scram-sha-256' : 'skipped', workload: 'pgbench -S (select-only)' },
     results,
     ratios,
@@ -210,11 +212,11 @@ async function main(): Promise<void> {
   }
   const lines: string[] = [];
   lines.push('');
-  lines.push(`pgbench -S, ${o.seconds}s x ${o.rounds} round(s) per cell, scale ${o.scale}, Postgres 18, ${cpus().length} CPUs, Node ${process.version}`);
-  lines.push('mode      clients  target     tps (mean)   rounds                 p50 ms   p99 ms   proxy CPU µs/tx');
+  lines.push(`pgbench -S, ${o.seconds}s x ${o.rounds} round(s) per cell, scale ${o.scale}, Postgres 18, ${cpus().length} CPUs, Node ${process.version}, 1-min load ${loadStart[0]!.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`);
+  lines.push('mode      clients  target     tps (mean)   rounds                 p50 ms   p99 ms  mean ms   proxy CPU µs/tx');
   for (const r of results) {
     lines.push(
-      `${r.mode.padEnd(9)} ${String(r.clients).padStart(7)}  ${r.target.padEnd(9)}  ${fmt(r.tps).padStart(10)}   ${r.tpsRounds.map((x) => fmt(x)).join('/').padEnd(20)}  ${fmt(r.latencyMs.p50, 3).padStart(7)}  ${fmt(r.latencyMs.p99, 3).padStart(7)}   ${fmt(r.proxyCpuUsPerTx, 1).padStart(8)}`,
+      `${r.mode.padEnd(9)} ${String(r.clients).padStart(7)}  ${r.target.padEnd(9)}  ${fmt(r.tps).padStart(10)}   ${r.tpsRounds.map((x) => fmt(x)).join('/').padEnd(20)}  ${fmt(r.latencyMs.p50, 3).padStart(7)}  ${fmt(r.latencyMs.p99, 3).padStart(7)}  ${fmt(r.latencyMs.mean, 3).padStart(7)}   ${fmt(r.proxyCpuUsPerTx, 1).padStart(8)}`,
     );
   }
   lines.push('');

@@ -27,7 +27,7 @@ export interface PgbenchOptions {
   seconds?: number;
   /** -t, per client. */
   transactions?: number;
-  /** -S (select-only) when true; TPC-B-like read/write otherwise. Default true. */
+  /** -S (select-only) when true; otherwise pgbench's default TPC-B-like script, or your own -f in extraArgs. Default true. */
   selectOnly?: boolean;
   /** Write the per-transaction log and compute latency percentiles. Default true. */
   latencies?: boolean;

@@ -6,7 +6,8 @@ export type ProgressFn = (done: number, total: number, rate: number, etaSeconds:
 
 export class ProgressMeter {
   private readonly started = performance.now();
-  private last = 0;
+  // The first batch reports at once (so a short command reports too), then at most once per interval.
+  private last = Number.NEGATIVE_INFINITY;
   private done = 0;
 
   constructor(

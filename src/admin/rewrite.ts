@@ -118,7 +118,10 @@ export async function rewriteColumn(db: Db, p: LeafPlan, filter: string, transfo
     params.push(changes.map((c) => c.row.value), changes.map((c) => c.next));
     for (let attempt = 0; ; attempt++) {
       try {
-        return (await writer.query(sql, params)).rowCount ?? 0;
+        const n = (await writer.query(sql, params)).rowCount;
+        // Without the count, written and skipped rows cannot be told apart: a broken Db, not a data problem.
+        if (typeof n !== 'number') throw new Error('the connection did not report how many rows the UPDATE changed');
+        return n;
       } catch (err) {
         if (!RETRYABLE.has(sqlstate(err) ?? '') || attempt >= 5) throw err;
         await new Promise((r) => setTimeout(r, 20 * 2 ** attempt));

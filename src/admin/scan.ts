@@ -9,6 +9,9 @@ import type { Db } from '../catalog/db.js';
 import { qualified, quoteIdent, type KeyInfo, type LeafPlan } from './plan.js';
 import { valueText } from './sql.js';
 
+/** A window over finished rows grows up to this many batches (bounded memory when it meets a dense region). */
+const MAX_WINDOW_BATCHES = 20;
+
 export interface ScannedRow {
   /** Key values as text (primary key columns in order, or the ctid). */
   key: string[];
@@ -46,19 +49,20 @@ export async function* scanBatches(db: Db, p: LeafPlan, filter: string, batch: n
     yield* scanPageRanges(db, p, filter, batch);
     return;
   }
-  // Windows of `batch` rows in key order; the predicate is computed per row in the select list
-  // rather than filtered on, so the planner always walks the primary key index: with a WHERE
-  // filter it cannot estimate (stale statistics right after a backfill), it would choose a
-  // full scan and sort for every batch. Matching rows are gathered across windows.
+  // Windows of rows in key order; the predicate is computed per row in the select list rather
+  // than filtered on, so the planner always walks the primary key index: with a WHERE filter it
+  // cannot estimate (stale statistics right after a backfill) it would choose a full scan and a
+  // sort for every batch. Matching rows are gathered across windows; a window grows (up to
+  // MAX_WINDOW_BATCHES batches) while matches are sparse, so a re-run over finished rows is cheap.
   const cols = p.key.columns;
   const keys = keyColumnsSql(p.key);
   const order = keys.join(', ');
-  const window = (where: string) => {
+  const window = (where: string, limit: string) => {
     // Only matching rows and the window's last row (to continue from) leave the server.
     const inner =
       `SELECT ${keys.map((k, i) => `${k} AS r${i}, ${k}::pg_catalog.text AS k${i}`).join(', ')}, ` +
       `CASE WHEN ${filter} THEN ${valueText(p)} END AS v ` +
-      `FROM ONLY ${qualified(p.schema, p.table)} AS t ${where}ORDER BY ${order} LIMIT ${batch}`;
+      `FROM ONLY ${qualified(p.schema, p.table)} AS t ${where}ORDER BY ${order} LIMIT ${limit}`;
     const w = `OVER (ORDER BY ${cols.map((_, i) => `w.r${i}`).join(', ')})`;
     return (
       `SELECT ${cols.map((_, i) => `o.k${i}`).join(', ')}, o.v, o.n FROM (` +
@@ -66,19 +70,29 @@ export async function* scanBatches(db: Db, p: LeafPlan, filter: string, batch: n
       `) AS o WHERE o.v IS NOT NULL OR o.last`
     );
   };
-  const first = window('');
-  const next = window(`WHERE (${keys.join(', ')}) > (${cols.map((c, i) => `$${i + 1}::${c.type}`).join(', ')}) `);
-  let pending: Pending | undefined = quiet(db.query(first));
+  const first = window('', '$1::int8');
+  const n = cols.length;
+  const next = window(`WHERE (${keys.join(', ')}) > (${cols.map((c, i) => `$${i + 1}::${c.type}`).join(', ')}) `, `$${n + 1}::int8`);
+  const maxWindow = batch * MAX_WINDOW_BATCHES;
+  let size = batch;
+  let pending: Pending | undefined = quiet(db.query(first, [size]));
   let found: ScannedRow[] = [];
   while (pending) {
     const rows: Record<string, unknown>[] = (await pending).rows;
     const tail = rows[rows.length - 1];
-    const more = tail !== undefined && Number(tail.n) === batch;
-    pending = more ? quiet(db.query(next, cols.map((_, i) => tail[`k${i}`]))) : undefined;
-    for (const r of rows) if (r.v !== null && r.v !== undefined) found.push({ key: cols.map((_, i) => r[`k${i}`] as string), value: r.v as string });
-    if (found.length >= batch || (!pending && found.length)) {
-      yield found;
-      found = [];
+    const more = tail !== undefined && Number(tail.n) === size;
+    let matched = 0;
+    for (const r of rows) {
+      if (r.v === null || r.v === undefined) continue;
+      matched++;
+      found.push({ key: cols.map((_, i) => r[`k${i}`] as string), value: r.v as string });
+    }
+    // Aim at about one batch of matches per window.
+    size = matched === 0 ? Math.min(size * 4, maxWindow) : Math.max(batch, Math.min(maxWindow, Math.round((size * batch) / matched)));
+    pending = more ? quiet(db.query(next, [...cols.map((_, i) => tail[`k${i}`]), size])) : undefined;
+    while (found.length >= batch || (!pending && found.length)) {
+      yield found.slice(0, batch);
+      found = found.slice(batch);
     }
   }
 }
@@ -117,7 +131,7 @@ async function* scanPageRanges(db: Db, p: LeafPlan, filter: string, batch: numbe
     }
     const more = at < pages;
     pending = more ? fetch(at, span) : Promise.resolve({ rows: [] });
-    if (got.length) yield got;
+    for (let i = 0; i < got.length; i += batch) yield got.slice(i, i + batch);
     if (!more) return;
   }
 }

@@ -1,50 +1,140 @@
-// `pgcmek serve --config PATH`: load the config and the KEKs, start the proxy, and
-// shut down on signals. SIGTERM (docker stop, Kubernetes) lets open sessions
-// finish for shutdown_grace_seconds; SIGINT (Ctrl-C), or a second signal, closes
-// them at once. This follows Postgres's own smart/fast shutdown split.
+// `pgcmek serve --config PATH`: load the config and the KEKs, start the proxy
+// (with the metrics endpoint when configured), and act on signals:
+//   SIGTERM (docker stop, Kubernetes) lets open sessions finish for
+//           shutdown_grace_seconds; SIGINT (Ctrl-C), or a second signal,
+//           closes them at once — Postgres's own smart/fast shutdown split;
+//   SIGHUP  re-reads the config for new sessions (reload.ts).
+// runService is shared with `demo`, which runs the same service in front of
+// its own Postgres.
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
-import { Keyring } from '../crypto/keyring.js';
 import { createLogger, setLogger, type Logger } from '../log.js';
+import type { OpsServer } from '../metrics/http.js';
+import { bump } from '../metrics/stats.js';
 import type { ProxyServer } from '../proxy/server.js';
 import { CONFIG_OPTION } from './crypt.js';
 import type { Command } from './command.js';
 import type { CliIo, Signal } from './io.js';
+import type { ProxyRuntime } from './reload.js';
+import { describeError } from './report.js';
 
-function loggerFor(config: Config, io: CliIo): Logger {
+export function loggerFor(config: Config, io: CliIo): Logger {
   // The process's stdout gets pino's TTY handling; anything else (tests) is written to directly.
   return io.stdout === process.stdout ? createLogger(config.log.level) : createLogger(config.log.level, io.stdout);
 }
 
-/** Resolves once the server has closed after a signal. */
-function closeOnSignals(server: ProxyServer, config: Config, logger: Logger, io: CliIo): Promise<void> {
-  const signals = io.signals ?? process;
-  const graceMs = config.shutdownGraceSeconds * 1000;
+/** SignalSource with SIGHUP too (process and EventEmitter accept any signal name). */
+interface AllSignals {
+  on(signal: Signal | 'SIGHUP', listener: () => void): unknown;
+  off(signal: Signal | 'SIGHUP', listener: () => void): unknown;
+}
+
+export interface ServiceOptions {
+  config: Config;
+  /** Reads the config again for SIGHUP; throws (ConfigError) when it is invalid. */
+  reread(): Config;
+  logger: Logger;
+  io: CliIo;
+  /** Called once the proxy (and the metrics endpoint) listen. */
+  onReady?(s: { server: ProxyServer; ops: OpsServer | undefined }): Promise<void> | void;
+}
+
+/** Runs the proxy until SIGTERM/SIGINT; resolves once it has closed. */
+export async function runService(o: ServiceOptions): Promise<void> {
+  const { logger, io } = o;
+  // Loaded here, not at the top: keygen/encrypt/decrypt must work even if the proxy's modules cannot load.
+  const { startProxy } = await import('../proxy/server.js');
+  const { ProxyRuntime } = await import('./reload.js');
+  const runtime = await ProxyRuntime.open(o.config, logger);
+  let server: ProxyServer | undefined;
+  let ops: OpsServer | undefined;
+  try {
+    const config = runtime.config;
+    server = await startProxy(config, {
+      logger,
+      keyring: runtime.keyring,
+      interceptor: runtime.interceptor,
+      // workers > 1: each worker builds its own layer from the config (no reload, no metrics there).
+      workerDepsModule: new URL('../encryption/deps.js', import.meta.url).href,
+    });
+    if (config.metrics) ops = await startOps(config.metrics, runtime, () => server);
+    const signals = (io.signals ?? process) as AllSignals;
+    const stopped = untilStopped(server, runtime, logger, signals, o.reread);
+    logger.info({ host: server.host, port: server.port, config: config.source, pid: process.pid, ...(ops && { metrics: `${ops.host}:${ops.port}` }) }, 'pgcmek ready');
+    await o.onReady?.({ server, ops });
+    await stopped;
+  } finally {
+    await server?.close(0); // a no-op after a signal (close() runs once); closes it after a failure
+    await ops?.close();
+    await runtime.close();
+  }
+}
+
+async function startOps(at: { host: string; port: number }, runtime: ProxyRuntime, server: () => ProxyServer | undefined): Promise<OpsServer> {
+  const { createMetrics } = await import('../metrics/registry.js');
+  const { startOpsServer } = await import('../metrics/http.js');
+  const { CachedProbe, probeUpstream } = await import('../metrics/readiness.js');
+  const { version } = await import('./main.js'); // not at the top: main.js imports this module
+  const metrics = createMetrics({ stats: runtime.stats, server, kek: () => runtime.kekTotals(), generation: () => runtime.generation, version: version() });
+  runtime.timer = metrics.timer;
+  const upstream = new CachedProbe(() => probeUpstream(runtime.config.upstream, 2_000));
+  return startOpsServer(at, metrics.registry, { upstream: () => upstream.get(), kek: () => runtime.kekReady() });
+}
+
+/** Resolves once the server has closed after SIGTERM/SIGINT; SIGHUP reloads meanwhile. */
+function untilStopped(
+  server: ProxyServer,
+  runtime: ProxyRuntime,
+  logger: Logger,
+  signals: AllSignals,
+  reread: () => Config,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     let closing: Promise<void> | undefined;
-    const on = (signal: Signal) => () => {
+    let reloading = Promise.resolve();
+    const stop = (signal: Signal) => () => {
       if (closing) {
         logger.warn({ signal }, 'second signal: closing open sessions now');
         void server.close(0).catch(() => {});
         return;
       }
-      const grace = signal === 'SIGTERM' ? graceMs : 0;
+      const grace = signal === 'SIGTERM' ? runtime.config.shutdownGraceSeconds * 1000 : 0;
       logger.info({ signal, graceSeconds: grace / 1000 }, 'shutting down');
       closing = server.close(grace);
-      closing.then(
-        () => {
-          signals.off('SIGTERM', onTerm);
-          signals.off('SIGINT', onInt);
-          resolve();
-        },
-        reject,
-      );
+      closing.then(() => {
+        signals.off('SIGTERM', onTerm);
+        signals.off('SIGINT', onInt);
+        signals.off('SIGHUP', onHup);
+        resolve();
+      }, reject);
     };
-    const onTerm = on('SIGTERM');
-    const onInt = on('SIGINT');
+    const onTerm = stop('SIGTERM');
+    const onInt = stop('SIGINT');
+    // One reload at a time, in order: a SIGHUP during a reload runs after it.
+    const onHup = (): void => {
+      reloading = reloading.then(() => (closing ? undefined : reload(runtime, logger, reread)));
+    };
     signals.on('SIGTERM', onTerm);
     signals.on('SIGINT', onInt);
+    signals.on('SIGHUP', onHup);
   });
+}
+
+async function reload(runtime: ProxyRuntime, logger: Logger, reread: () => Config): Promise<void> {
+  if (runtime.config.workers > 1) {
+    logger.warn('SIGHUP ignored: reload works with workers: 1 only; restart pgcmek to apply a new config');
+    return;
+  }
+  logger.info({ config: runtime.config.source }, 'SIGHUP: reloading the config');
+  try {
+    const ignored = await runtime.reload(reread());
+    if (ignored.length > 0) logger.warn({ keys: ignored }, `config reloaded, except ${ignored.join(', ')}: restart pgcmek to change them`);
+    logger.info({ generation: runtime.generation, encryptedTables: runtime.config.encrypted.length, primaryKek: runtime.keyring.primaryLabel() }, 'config reloaded: new sessions use it; open sessions keep theirs');
+    bump(runtime.stats.reloads, 'ok');
+  } catch (e) {
+    bump(runtime.stats.reloads, 'error');
+    logger.error({ reason: describeError(e) }, 'config reload rejected: the current config stays');
+  }
 }
 
 export const serve: Command = {
@@ -55,29 +145,22 @@ export const serve: Command = {
 Runs the proxy described by the config file: listens on listen.host:listen.port,
 connects each client to upstream, encrypts the columns under "encrypted".
 Environment variables (VIGILO_CMEK_*, PGCMEK_LOG_LEVEL) override the file.
+With a "metrics" section it also serves /metrics, /healthz and /readyz.
 
 SIGTERM stops accepting connections and gives open sessions
 shutdown_grace_seconds to finish; SIGINT (Ctrl-C), or a second signal, closes
-them at once. Logs are JSON lines on stdout (pretty on a terminal).`,
+them at once. SIGHUP re-reads the config (encrypted columns, KEKs, admin roles,
+log level) for new sessions; an invalid file is logged and ignored. Logs are
+JSON lines on stdout (pretty on a terminal).`,
   options: { config: { ...CONFIG_OPTION, help: 'config file', required: true } },
   async run(values, io) {
-    const config = loadConfig(values.config as string, io.env ?? process.env);
+    const path = values.config as string;
+    const env = io.env ?? process.env;
+    const config = loadConfig(path, env);
     const logger = loggerFor(config, io);
     setLogger(logger);
-    // Loaded here, not at the top: keygen/encrypt/decrypt must work even if the proxy's modules cannot load.
-    const { startProxy } = await import('../proxy/server.js');
-    const { createProxyDeps } = await import('../encryption/deps.js');
-    const keyring = await Keyring.fromConfig(config.kek);
-    try {
-      const { deps } = await createProxyDeps(config, logger, keyring);
-      const server = await startProxy(config, { logger, keyring, ...deps });
-      const stopped = closeOnSignals(server, config, logger, io);
-      logger.info({ host: server.host, port: server.port, config: config.source, pid: process.pid }, 'pgcmek ready');
-      await stopped;
-      logger.info('pgcmek stopped');
-      return 0;
-    } finally {
-      await keyring.close();
-    }
+    await runService({ config, reread: () => loadConfig(path, env), logger, io });
+    logger.info('pgcmek stopped');
+    return 0;
   },
 };

@@ -7,6 +7,7 @@ import type { Db } from '../catalog/db.js';
 import { parseAdminCommand } from '../admin/parse.js';
 import { executeAdminCommand } from '../admin/executor.js';
 import { AdminError } from '../admin/errors.js';
+import type { ProgressFn } from '../admin/progress.js';
 import type { SessionInfo } from '../proxy/interceptor.js';
 
 export interface AdminReply {
@@ -27,7 +28,8 @@ function fmtEta(s: number): string {
   return s >= 60 ? `${Math.floor(s / 60)}m${Math.round(s % 60)}s` : `${Math.round(s)}s`;
 }
 
-export function createAdminGateway(config: Config, keyring: Keyring): AdminGateway {
+/** `onProgress` also receives every progress report (metrics). */
+export function createAdminGateway(config: Config, keyring: Keyring, onProgress?: ProgressFn): AdminGateway {
   return {
     async run(info, text, db, notice) {
       const cmd = parseAdminCommand(text);
@@ -38,8 +40,10 @@ export function createAdminGateway(config: Config, keyring: Keyring): AdminGatew
         keyring,
         principal: { kind: 'role', name: info.user },
         onNotice: notice,
-        onProgress: (done, total, rate, eta, label) =>
-          notice(`${label}: ${done}/${total} rows (${Math.round(rate)} rows/s, ETA ${fmtEta(eta)})`),
+        onProgress: (done, total, rate, eta, label) => {
+          onProgress?.(done, total, rate, eta, label);
+          notice(`${label}: ${done}/${total} rows (${Math.round(rate)} rows/s, ETA ${fmtEta(eta)})`);
+        },
       });
       return { columns: result.columns, rows: result.rows, tag: result.commandTag };
     },

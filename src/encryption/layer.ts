@@ -13,6 +13,15 @@ import type { InterceptorFactory, SessionInfo } from '../proxy/interceptor.js';
 import { ValueCodec } from './values.js';
 import { EncryptionSession } from './session.js';
 import type { AdminGateway } from './admin-gateway.js';
+import type { SqlRejection } from '../sql/types.js';
+
+/** Operational hooks (src/metrics): counted off the hot path or in a codec subclass. */
+export interface EncryptionObserver {
+  /** Used instead of a plain ValueCodec over the same keyring (metrics count values per column in it). */
+  codec?: ValueCodec;
+  /** A statement was refused (already logged). */
+  refused?(e: SqlRejection): void;
+}
 
 export interface EncryptionLayerOptions {
   config: Config;
@@ -20,6 +29,7 @@ export interface EncryptionLayerOptions {
   logger: Logger;
   /** Runs `CMEK …` admin commands for a session (issue 5); absent = refused. */
   admin?: AdminGateway;
+  observer?: EncryptionObserver;
 }
 
 export class EncryptionLayer {
@@ -35,7 +45,7 @@ export class EncryptionLayer {
 
   constructor(readonly opts: EncryptionLayerOptions) {
     this.tables = opts.config.encrypted;
-    this.codec = new ValueCodec(opts.keyring);
+    this.codec = opts.observer?.codec ?? new ValueCodec(opts.keyring);
     this.catalogs = new CatalogCache(0, { maxAgeMs: 60_000 });
     this.logger = opts.logger;
     this.decryptUnmapped = opts.config.decryptUnmapped === 'prefixed';

@@ -198,6 +198,7 @@ export class EncryptionSession implements Interceptor {
 
   private logRefusal(ctx: InterceptContext, e: SqlRejection): void {
     ctx.logger.info({ code: e.code, reason: e.reason, table: e.table, column: e.column }, 'statement refused');
+    this.layer.opts.observer?.refused?.(e);
   }
 
   /** Refusals that depend on the live catalog or features not wired yet. */

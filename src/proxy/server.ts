@@ -51,6 +51,16 @@ export interface ProxyServer {
   close(graceMs?: number): Promise<void>;
   /** Open client sessions in this process (workers: summed over workers, refreshed periodically). */
   sessionCount(): number;
+  /** Client traffic of this process so far (metrics read it at scrape time; absent on a cluster primary). */
+  traffic?(): ProxyTraffic;
+}
+
+export interface ProxyTraffic {
+  /** Sessions started (StartupMessage received). */
+  sessions: number;
+  /** Bytes read from / written to client sockets, open and closed ones. */
+  bytesIn: number;
+  bytesOut: number;
 }
 
 export async function startProxy(config: Config, deps: ProxyDeps): Promise<ProxyServer> {
@@ -68,6 +78,9 @@ async function startListener(config: Config, deps: ProxyDeps): Promise<ProxyServ
   const channel = workerChannel();
   const cancels = new CancelRegistry(channel?.workerId ?? 0);
   const sessions = new Set<Session>();
+  // Closed sessions' bytes are added up here; open ones are read from their sockets when asked.
+  const clients = new Set<Socket>();
+  const done: ProxyTraffic = { sessions: 0, bytesIn: 0, bytesOut: 0 };
   const starting = new Set<Socket>();
   let closing = false;
   const sessionDeps = {
@@ -112,9 +125,25 @@ async function startListener(config: Config, deps: ProxyDeps): Promise<ProxyServ
           hello.socket.end(adminShutdown());
           return;
         }
-        const s = new Session(hello, sessionDeps, (done) => sessions.delete(done));
+        const s = new Session(hello, sessionDeps, (ended) => sessions.delete(ended));
         sessions.add(s);
-        void s.start();
+        const sock = hello.socket;
+        const count = (): void => {
+          clients.delete(sock);
+          done.bytesIn += sock.bytesRead;
+          done.bytesOut += sock.bytesWritten;
+        };
+        done.sessions++;
+        if (sock.closed) count();
+        else {
+          clients.add(sock);
+          sock.once('close', count);
+        }
+        s.start().catch((err: Error) => {
+          // A bug or an interceptor factory that threw: this session only.
+          logger.error({ reason: err.message }, 'session start failed');
+          s.destroy();
+        });
       },
       (err: Error) => {
         starting.delete(raw);
@@ -141,6 +170,14 @@ async function startListener(config: Config, deps: ProxyDeps): Promise<ProxyServ
     port,
     host: config.listen.host,
     sessionCount: () => sessions.size,
+    traffic() {
+      const t = { ...done };
+      for (const c of clients) {
+        t.bytesIn += c.bytesRead;
+        t.bytesOut += c.bytesWritten;
+      }
+      return t;
+    },
     close(graceMs = config.shutdownGraceSeconds * 1000) {
       closed ??= (async () => {
         closing = true;

@@ -252,7 +252,8 @@ export class SessionState {
         return head;
       case BackendCode.CommandComplete:
         if (!head || (head.kind !== 'execute' && head.kind !== 'query')) return this.miss();
-        if (frame) this.commandTag(decodeCommandComplete(frame));
+        // Only two tags matter (DISCARD ALL, DEALLOCATE ALL): decode by length first.
+        if (frame && (frame.length === 17 || frame.length === 20)) this.commandTag(decodeCommandComplete(frame));
         if (head.kind === 'execute') this.pop('ok');
         else {
           head.shape = undefined;

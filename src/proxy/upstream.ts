@@ -100,6 +100,8 @@ function tlsHandshake(s: Socket, t: UpstreamTarget): Promise<Socket> {
     // SNI only for names, as libpq does.
     servername: /^[\d.]+$|:/.test(t.host) ? undefined : t.host,
   };
+  // Errors of the wrapped socket surface on the TLS socket; keep the plain one from throwing.
+  s.on('error', () => {});
   return new Promise((resolve, reject) => {
     const ts = tlsConnect(opts);
     const timer = setTimeout(() => {

@@ -10,6 +10,8 @@
 import type { Db } from '../catalog/db.js';
 import { backendName, encodeWrappedDek, parseWrappedDek } from '../crypto/envelope.js';
 import type { WrappedDek } from '../crypto/kek/types.js';
+import { textArrayLiteral } from './sql.js';
+import { SearchableKeyError } from './types.js';
 
 export const KEY_SCHEMA = 'pgcmek';
 export const KEYS_TABLE = `${KEY_SCHEMA}.searchable_keys`;
@@ -69,7 +71,13 @@ export async function ensureKeyTables(db: Db): Promise<'exists' | 'created'> {
       return 'created';
     } catch (e) {
       const code = (e as { code?: string }).code;
-      if (attempt >= DDL_ATTEMPTS || !code || !DDL_RACE_CODES.has(code)) throw e;
+      if (attempt >= DDL_ATTEMPTS || !code || !DDL_RACE_CODES.has(code)) {
+        throw new SearchableKeyError(
+          `cannot create the searchable key tables ${KEYS_TABLE} and ${WRAPS_TABLE} (${code ?? 'error'}: ${(e as Error).message}): ` +
+            'grant the proxy role CREATE on the database, or create them with the DDL in docs/SEARCHABLE.md',
+          { cause: e },
+        );
+      }
       await sleep(10 * attempt);
     }
   }
@@ -89,7 +97,7 @@ export async function readKeys(db: Db, names: readonly string[]): Promise<Map<st
        FROM ${KEYS_TABLE} k LEFT JOIN ${WRAPS_TABLE} w ON w.key_name = k.key_name
       WHERE k.key_name = ANY($1::text[])
       ORDER BY k.key_name, w.created_at, w.kek_backend, w.kek_id`,
-    [names],
+    [textArrayLiteral(names.map((n) => Buffer.from(n, 'utf8'))).toString('utf8')],
   );
   const out = new Map<string, KeyRow>();
   for (const r of rows) {

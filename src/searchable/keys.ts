@@ -10,14 +10,13 @@
 //    its lookup candidates before any value carries it.
 import { performance } from 'node:perf_hooks';
 import type { Db } from '../catalog/db.js';
-import { isEnvelope, kekIdLabel } from '../crypto/envelope.js';
-import { CMEKDecryptionError } from '../crypto/errors.js';
-import type { KekBackend, WrappedDek } from '../crypto/kek/types.js';
+import { isEnvelope } from '../crypto/envelope.js';
 import type { Keyring } from '../crypto/keyring.js';
 import { log as rootLog, type Logger } from '../log.js';
-import { DeterministicKey, dekCheck } from './deterministic.js';
-import { GroupKey, makeWrapping, sameKek, seal, type Wrapping } from './group-key.js';
-import { ensureKeyTables, insertKey, insertWrap, readKeys, type KeyRow } from './key-table.js';
+import { SearchableColumnKey } from './column-key.js';
+import { seal, type GroupKey, type Wrapping } from './group-key.js';
+import { ensureKeyTables, readKeys } from './key-table.js';
+import { KeyLoader } from './loader.js';
 import { columnId, displayColumn, keyNameOf, SearchableKeyError, type ColumnRef, type KekSource, type SearchableColumn } from './types.js';
 
 export const DEFAULT_REFRESH_MS = 10_000;
@@ -62,60 +61,15 @@ export interface KeyDescription {
   wrappings: { kek: string; verified: boolean; active: boolean; primary: boolean; write: boolean }[];
 }
 
-/** One searchable column's handle: resolve it once per statement, then call it per value. */
-export class SearchableColumnKey {
-  constructor(
-    readonly column: SearchableColumn,
-    readonly group: GroupKey,
-    /** How many candidates `slots()` returns. */
-    readonly slotCount: number,
-  ) {}
-
-  get keyName(): string {
-    return this.group.name;
-  }
-
-  /** Empty strings stay empty unless the column encrypts them (as for ordinary columns). */
-  private keepsPlain(pt: Buffer): boolean {
-    return pt.length === 0 && !this.column.encryptEmpty;
-  }
-
-  /** The stored value for this plaintext (an envelope under the current write KEK). */
-  encrypt(pt: Buffer): Buffer {
-    return this.keepsPlain(pt) ? pt : this.group.encrypt(pt);
-  }
-
-  /**
-   * Every stored form this plaintext can have: one per KEK with a wrapping of
-   * the column DEK. For literals and other one-off SQL text.
-   */
-  candidates(pt: Buffer): Buffer[] {
-    return this.keepsPlain(pt) ? [pt] : this.group.candidates(pt);
-  }
-
-  /**
-   * Exactly `slotCount` candidates (the real ones, then repeats of the first),
-   * for bind parameters of a rewritten prepared statement:
-   * `col IN ($a, $b, $c)`. A fixed arity keeps Postgres' generic plan (an
-   * array parameter `= ANY($k::text[])` is re-planned at every execution and
-   * costs about 40% of the lookup rate; docs/SEARCHABLE.md "Performance").
-   * Throws SearchableKeyError (55000) when the key has more wrappings than slots.
-   */
-  slots(pt: Buffer): Buffer[] {
-    if (this.keepsPlain(pt)) return new Array<Buffer>(this.slotCount).fill(pt);
-    return this.group.candidates(pt, this.slotCount);
-  }
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export { SearchableColumnKey };
 
 export class SearchableKeys {
   private readonly db: Db;
-  private readonly kek: KekSource;
-  private readonly backends: KekBackend[];
+  private readonly loader: KeyLoader;
   private readonly keyring: Keyring | undefined;
   private readonly specs: SearchableColumn[];
-  private readonly activationMs: number;
   private readonly refreshMs: number;
   /** Candidates per compared value in rewritten prepared statements. */
   readonly candidateSlots: number;
@@ -126,18 +80,16 @@ export class SearchableKeys {
   private refreshing?: Promise<void>;
   private timer?: NodeJS.Timeout;
   private lastRefreshAt = -Infinity;
-  private counters = { refreshes: 0, refreshFailures: 0, keysCreated: 0, wrappingsAdded: 0 };
+  private counters = { refreshes: 0, refreshFailures: 0 };
 
   private constructor(o: SearchableKeysOptions) {
     this.db = o.db;
-    this.kek = o.kek;
-    this.backends = [...new Set([o.kek.primary, ...o.kek.readable])];
     this.keyring = o.keyring;
-    this.activationMs = o.activationDelayMs ?? DEFAULT_ACTIVATION_MS;
     this.refreshMs = o.refreshMs ?? DEFAULT_REFRESH_MS;
     this.candidateSlots = Math.max(1, Math.floor(o.candidateSlots ?? DEFAULT_CANDIDATE_SLOTS));
     this.clock = o.clock ?? (() => performance.now());
     this.log = (o.log ?? rootLog()).child({ component: 'searchable' });
+    this.loader = new KeyLoader(o.db, o.kek, o.activationDelayMs ?? DEFAULT_ACTIVATION_MS, this.clock, this.log);
     const seen = new Set<string>();
     for (const c of o.columns) {
       const id = columnId(c);
@@ -237,7 +189,7 @@ export class SearchableKeys {
       await this.refresh();
       p = group.primaryWrapping();
     }
-    if (!p) throw new SearchableKeyError(`searchable key ${group.name} has no usable wrapping under the primary KEK ${this.primaryLabel()}`);
+    if (!p) throw new SearchableKeyError(`searchable key ${group.name} has no usable wrapping under the primary KEK ${this.loader.primaryLabel()}`);
     for (;;) {
       const left = p.activeAt - this.clock();
       if (left <= 0) return p;
@@ -273,19 +225,19 @@ export class SearchableKeys {
 
   private async doRefresh(): Promise<void> {
     const names = [...new Set(this.specs.map((c) => keyNameOf(c)))];
-    let failure: unknown;
+    let failure: SearchableKeyError | undefined;
     try {
       const rows = await readKeys(this.db, names);
       for (const name of names) {
         try {
-          await this.sync(name, rows.get(name));
+          this.groups.set(name, await this.loader.sync(name, rows.get(name), this.groups.get(name)));
         } catch (e) {
-          failure ??= e;
+          failure ??= asKeyError(e, `searchable key ${name} could not be loaded`);
           this.log.error({ key: name, err: e instanceof Error ? e.message : String(e) }, 'searchable key could not be loaded');
         }
       }
     } catch (e) {
-      failure = e;
+      failure = asKeyError(e, 'the searchable key table could not be read');
     }
     for (const c of this.specs) {
       const g = this.groups.get(keyNameOf(c));
@@ -299,163 +251,17 @@ export class SearchableKeys {
     this.lastRefreshAt = this.clock();
   }
 
-  private async sync(name: string, found: KeyRow | undefined): Promise<void> {
-    let group = this.groups.get(name);
-    let row = found;
-    if (!row) {
-      if (group) {
-        // Never resurrect silently: an operator deleted it, or restored an old dump. Values still decrypt (headers carry the wrappings).
-        this.log.error({ key: name }, 'searchable key vanished from the key table; keeping the loaded key');
-        return;
-      }
-      row = await this.create(name);
-    }
-    if (group && !group.key.check.equals(row.check)) {
-      throw new SearchableKeyError(`searchable key ${name}: the key table now holds another DEK than the one loaded (table restored or replaced?); keeping the loaded key`);
-    }
-    if (row.bad > 0) this.log.error({ key: name, rows: row.bad }, 'key table rows whose columns disagree with their bytes are ignored');
-    if (!group) {
-      group = new GroupKey(name, await this.unwrapKey(row), this.clock);
-      this.groups.set(name, group);
-    }
-    let wraps = await this.wrappingsOf(group, row);
-    if (!wraps.some((w) => w.verified && sameKek(w.wrapped, this.primaryKek()))) {
-      await this.addPrimaryWrapping(group);
-      const again = (await readKeys(this.db, [name])).get(name);
-      if (again) wraps = await this.wrappingsOf(group, again);
-    }
-    group.setWrappings(wraps, this.primaryKek());
-    if (!group.primaryWrapping()) {
-      this.log.error({ key: name, kek: this.primaryLabel() }, 'the key table wrapping under the primary KEK does not unwrap to this key: new values stay under an older KEK');
-    }
-  }
-
-  /** A new key: a fresh DEK wrapped by the primary KEK, inserted with its first wrapping; the winner of a race is read back. */
-  private async create(name: string): Promise<KeyRow> {
-    const g = await this.kek.primary.generateDek();
-    let check: Buffer;
-    try {
-      check = dekCheck(g.dek);
-    } finally {
-      g.dek.fill(0);
-    }
-    if (await insertKey(this.db, name, check, g.wrapped)) {
-      this.counters.keysCreated++;
-      this.log.info({ key: name, kek: this.primaryLabel() }, 'created searchable column key');
-    }
-    const row = (await readKeys(this.db, [name])).get(name);
-    if (!row) throw new SearchableKeyError(`searchable key ${name} could not be created or read back`);
-    return row;
-  }
-
-  private async unwrapKey(row: KeyRow): Promise<DeterministicKey> {
-    const primary = this.primaryKek();
-    const order = [...row.wraps].sort((a, b) => Number(sameKek(b.wrapped, primary)) - Number(sameKek(a.wrapped, primary)));
-    const tried: string[] = [];
-    for (const r of order) {
-      const label = makeWrapping(r.wrapped, false, 0).label;
-      const b = this.backendFor(r.wrapped);
-      if (!b) {
-        tried.push(`${label}: not configured here`);
-        continue;
-      }
-      let dek: Buffer;
-      try {
-        dek = await unwrapWith(b, r.wrapped);
-      } catch (e) {
-        tried.push(`${label}: ${e instanceof Error ? e.message : String(e)}`);
-        continue;
-      }
-      try {
-        const key = new DeterministicKey(dek);
-        if (key.check.equals(row.check)) return key;
-        key.destroy();
-        tried.push(`${label}: unwraps to another DEK than the key's fingerprint`);
-      } finally {
-        dek.fill(0);
-      }
-    }
-    const why = row.wraps.length === 0 ? 'it has no wrapping' : `no wrapping could be unwrapped (${tried.join('; ')})`;
-    throw new SearchableKeyError(`cannot load searchable key ${row.keyName}: ${why}; configure one of its KEKs as readable`);
-  }
-
-  /** The key table rows as Wrappings, reusing what is already known (its verification and activation time). */
-  private async wrappingsOf(group: GroupKey, row: KeyRow): Promise<Wrapping[]> {
-    const known = new Map(group.wrappings().map((w) => [w.id, w]));
-    const out: Wrapping[] = [];
-    const now = this.clock();
-    for (const r of row.wraps) {
-      const fresh = makeWrapping(r.wrapped, false, r.withKey ? -Infinity : now + Math.max(0, this.activationMs - r.ageMs));
-      const old = known.get(fresh.id);
-      if (old) {
-        out.push(old);
-        continue;
-      }
-      const verdict = await this.verify(group, r.wrapped, fresh.label);
-      if (verdict === 'rejected') continue;
-      fresh.verified = verdict === 'verified';
-      out.push(fresh);
-    }
-    return out;
-  }
-
-  /** Unwraps a wrapping where this replica can; a wrapping of another DEK is rejected (never used). */
-  private async verify(group: GroupKey, w: WrappedDek, label: string): Promise<'verified' | 'unverified' | 'rejected'> {
-    const b = this.backendFor(w);
-    if (!b) return 'unverified'; // a KEK only other replicas hold: still a lookup candidate
-    let dek: Buffer;
-    try {
-      dek = await unwrapWith(b, w);
-    } catch (e) {
-      if (e instanceof CMEKDecryptionError && e.reason === 'unwrap_failed') {
-        this.log.error({ key: group.name, kek: label }, 'a key table wrapping does not unwrap (altered row): ignored');
-        return 'rejected';
-      }
-      this.log.warn({ key: group.name, kek: label, err: e instanceof Error ? e.message : String(e) }, 'could not verify a key table wrapping');
-      return 'unverified';
-    }
-    try {
-      if (group.key.matches(dek)) return 'verified';
-      this.log.error({ key: group.name, kek: label }, 'a key table wrapping holds another DEK than its key: ignored');
-      return 'rejected';
-    } finally {
-      dek.fill(0);
-    }
-  }
-
-  private async addPrimaryWrapping(group: GroupKey): Promise<void> {
-    const dek = group.key.dek();
-    let w: WrappedDek;
-    try {
-      w = await this.kek.primary.wrap(dek);
-    } finally {
-      dek.fill(0);
-    }
-    if (await insertWrap(this.db, group.name, w)) {
-      this.counters.wrappingsAdded++;
-      this.log.info({ key: group.name, kek: this.primaryLabel(), activeInMs: this.activationMs }, 'wrapped searchable column key under the primary KEK');
-    }
-  }
-
-  private backendFor(w: WrappedDek): KekBackend | undefined {
-    return this.backends.find((b) => b.tag === w.tag && b.hasKek(w.kekId));
-  }
-
-  private primaryKek(): { tag: number; kekId: Buffer } {
-    return { tag: this.kek.primary.tag, kekId: this.kek.primary.primaryKekId() };
-  }
-
-  private primaryLabel(): string {
-    const p = this.kek.primary;
-    return `${p.name}:${kekIdLabel(p.tag, p.primaryKekId())}`;
-  }
-
   // ---- reporting and shutdown -------------------------------------------------
 
   describe(): KeyDescription[] {
     const now = this.clock();
     return [...this.groups.values()].map((g) => {
-      const write = g.wrappings().length ? g.writeWrapping() : undefined;
+      let write: Wrapping | undefined;
+      try {
+        write = g.writeWrapping();
+      } catch {
+        write = undefined; // no usable wrapping: reported as no `write: true`
+      }
       return {
         keyName: g.name,
         columns: this.specs.filter((c) => keyNameOf(c) === g.name).map(displayColumn),
@@ -473,7 +279,7 @@ export class SearchableKeys {
   stats(): SearchableKeysStats {
     let wrappings = 0;
     for (const g of this.groups.values()) wrappings += g.wrappings().length;
-    return { keys: this.groups.size, wrappings, ...this.counters, lastRefreshAgeMs: this.clock() - this.lastRefreshAt };
+    return { keys: this.groups.size, wrappings, ...this.counters, ...this.loader.counters, lastRefreshAgeMs: this.clock() - this.lastRefreshAt };
   }
 
   /** Stops the refresh timer and zeroes every column key. */
@@ -487,6 +293,7 @@ export class SearchableKeys {
   }
 }
 
-function unwrapWith(b: KekBackend, w: WrappedDek): Promise<Buffer> | Buffer {
-  return b.unwrapSync ? b.unwrapSync(w) : b.unwrap(w);
+function asKeyError(e: unknown, what: string): SearchableKeyError {
+  if (e instanceof SearchableKeyError) return e;
+  return new SearchableKeyError(`${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
 }

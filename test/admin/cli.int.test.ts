@@ -14,7 +14,8 @@ import { DEK, rows } from './helpers.js';
 
 const BIN = join(process.cwd(), 'dist', 'src', 'cli.js');
 const dir = mkdtempSync(join(tmpdir(), 'pgcmek-admin-cli-'));
-const N = rows(10_000);
+// Enough rows to catch the process mid-run; capped so a scaled-up suite stays within the test timeout.
+const N = Math.min(rows(10_000), 100_000);
 let db: TestDb;
 let cfg: string;
 const kek1 = join(dir, 'k1.key');

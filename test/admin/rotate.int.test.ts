@@ -54,17 +54,18 @@ describe('CMEK ROTATE KEK', () => {
     expect(st0.keks).toContain(`${kekLabel(ringB)}: `);
     expect(st0.keks).not.toContain('(primary)');
 
-    // A reader keeps decrypting every row while the rotation runs (its own connection).
+    // A reader keeps decrypting rows, 200 at a time all over the table, while the rotation runs (its own connection).
     const pg = (await import('pg')).default;
     const reader = new pg.Client(db.url);
     await reader.connect();
     let stop = false;
     let reads = 0;
     const readerLoop = (async () => {
-      while (!stop) {
-        const { rows: got } = await reader.query(`SELECT id, secret FROM secrets`);
+      for (let i = 0; !stop; i++) {
+        const from = 1 + ((i * 7919) % N);
+        const { rows: got } = await reader.query(`SELECT id, secret FROM secrets WHERE id BETWEEN $1 AND $1 + 199`, [from]);
         for (const r of got) expect(r.secret === null ? null : await ringC.decrypt(r.secret)).toBe(expected.get(r.id));
-        reads++;
+        reads += got.length;
       }
     })();
     const res = records(await run('CMEK ROTATE KEK secrets.secret BATCH 200'))[0];

@@ -16,6 +16,12 @@ interface PgCursor extends pg.Submittable {
   close(): Promise<void>;
 }
 type PgCursorCtor = new (text: string, values?: unknown[]) => PgCursor;
+
+/** node-postgres supports `binary: true` (binary result format); @types/pg does not declare it. */
+function binary(q: pg.QueryConfig): pg.QueryConfig {
+  return { ...q, binary: true } as pg.QueryConfig;
+}
+
 const Cursor = ((await import('pg-cursor' as string)) as { default: PgCursorCtor }).default;
 
 const SECRET = 'whsec_do_not_leak';
@@ -106,7 +112,7 @@ describe('a value the keyring cannot decrypt', () => {
   it('on_decrypt_error: ciphertext returns the stored value instead', async () => {
     const r = await app.query('SELECT token FROM lenient WHERE id = 1');
     expect(r.rows[0].token).toBe(foreign);
-    const x = await app.query({ text: 'SELECT token FROM lenient WHERE id = $1', values: [1], binary: true });
+    const x = await app.query(binary({ text: 'SELECT token FROM lenient WHERE id = $1', values: [1] }));
     expect(String(x.rows[0].token)).toBe(foreign);
   });
 });

@@ -14,6 +14,12 @@ interface PgCursor extends pg.Submittable {
   close(): Promise<void>;
 }
 type PgCursorCtor = new (text: string, values?: unknown[]) => PgCursor;
+
+/** node-postgres supports `binary: true` (binary result format); @types/pg does not declare it. */
+function binary(q: pg.QueryConfig): pg.QueryConfig {
+  return { ...q, binary: true } as pg.QueryConfig;
+}
+
 const Cursor = ((await import('pg-cursor' as string)) as { default: PgCursorCtor }).default;
 
 const PREFIX = 'cmek:v1:';
@@ -165,6 +171,32 @@ describe('query shapes', () => {
   });
 });
 
+describe('large results', () => {
+  it('2,000 encrypted rows in one result (many socket reads, frames split across them)', async () => {
+    await db.client.query(`CREATE TABLE many (id int PRIMARY KEY, secret text)`);
+    const p = await startEncryptedProxy({ encrypted: [table('many', ['secret'])], kekPath: proxy.kekPath });
+    const c = new pg.Client(p.via(db.url));
+    await c.connect();
+    try {
+      for (let start = 0; start < 2000; start += 500) {
+        const ids = Array.from({ length: 500 }, (_, i) => start + i);
+        await c.query(`INSERT INTO many SELECT * FROM unnest($1::int[], $2::text[])`, [ids, ids.map((i) => `many-${i}-${'x'.repeat(i % 300)}`)]);
+      }
+      const simple = await c.query('SELECT id, secret FROM many ORDER BY id');
+      const extended = await c.query('SELECT id, secret FROM many WHERE id >= $1 ORDER BY id', [0]);
+      for (const r of [simple, extended]) {
+        expect(r.rows).toHaveLength(2000);
+        expect(r.rows.every((x) => x.secret === `many-${x.id}-${'x'.repeat(x.id % 300)}`)).toBe(true);
+      }
+      const direct = await db.client.query(`SELECT count(*)::int AS n FROM many WHERE secret LIKE 'cmek:v1:%'`);
+      expect(direct.rows[0].n).toBe(2000);
+    } finally {
+      await c.end();
+      await p.close();
+    }
+  });
+});
+
 describe('cursors and portals', () => {
   it('pg-cursor reads in batches of 2 (Execute with a row limit, PortalSuspended between batches)', async () => {
     const cursor = app.query(new Cursor('SELECT id, secret FROM webhook WHERE id > $1 ORDER BY id', [0]));
@@ -209,11 +241,11 @@ describe('cursors and portals', () => {
 
 describe('binary result format', () => {
   it('node-postgres binary: true returns decrypted bytes for text columns', async () => {
-    const r = await app.query({ text: 'SELECT id, secret FROM webhook WHERE id = ANY($1::int[]) ORDER BY id', values: [[1, 4, 6, 7]], binary: true });
+    const r = await app.query(binary({ text: 'SELECT id, secret FROM webhook WHERE id = ANY($1::int[]) ORDER BY id', values: [[1, 4, 6, 7]] }));
     // In binary mode pg returns text as strings still (text's binary form is its UTF-8 bytes).
     expect(r.rows.map((x) => x.secret)).toEqual(expected([1, 4, 6, 7]));
     expect(r.fields.every((f) => f.format === 'binary')).toBe(true);
-    const direct = await db.client.query({ text: 'SELECT secret FROM webhook WHERE id = 4', binary: true });
+    const direct = await db.client.query(binary({ text: 'SELECT secret FROM webhook WHERE id = 4' }));
     expect(String(direct.rows[0].secret).startsWith(PREFIX)).toBe(true);
   });
 });

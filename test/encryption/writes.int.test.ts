@@ -204,6 +204,45 @@ describe('casts and CTEs', () => {
   });
 });
 
+describe('ORM and bulk patterns', () => {
+  it('SQL-level PREPARE … EXECUTE with literal arguments', async () => {
+    await app.query(`PREPARE ins_sql(int, text) AS INSERT INTO webhook (id, url, secret) VALUES ($1, 'u', $2)`);
+    await app.query(`EXECUTE ins_sql(1, 'sql-prepared')`);
+    await app.query(`EXECUTE ins_sql(2, E'sql\\tprepared')`);
+    await app.query('DEALLOCATE ins_sql');
+    await checkWebhook({ 1: 'sql-prepared', 2: 'sql\tprepared' });
+  });
+
+  it('bulk insert with unnest($n::text[]): every array element encrypted', async () => {
+    await app.query(`INSERT INTO webhook (id, url, secret) SELECT * FROM unnest($1::int[], $2::text[], $3::text[])`, [
+      [1, 2, 3],
+      ['u', 'u', 'u'],
+      ['un-a', null, 'un "c", {d}'],
+    ]);
+    await checkWebhook({ 1: 'un-a', 2: null, 3: 'un "c", {d}' });
+  });
+
+  it('bulk update: UPDATE … FROM (VALUES …) and a Django-style CASE WHEN with quoted identifiers', async () => {
+    await app.query(`INSERT INTO webhook (id, url, secret) VALUES (1, 'u', 'a0'), (2, 'u', 'b0')`);
+    await app.query(`UPDATE webhook w SET secret = v.s FROM (VALUES (1, $1), (2, $2)) v(id, s) WHERE w.id = v.id`, ['a1', 'b1']);
+    await checkWebhook({ 1: 'a1', 2: 'b1' });
+    await app.query(
+      `UPDATE "webhook" SET "secret" = CASE WHEN ("webhook"."id" = $1) THEN $2 WHEN ("webhook"."id" = $3) THEN $4 ELSE NULL END WHERE "webhook"."id" IN ($5, $6)`,
+      [1, 'a2', 2, 'b2', 1, 2],
+    );
+    await checkWebhook({ 1: 'a2', 2: 'b2' });
+    const r = await app.query(`INSERT INTO "public"."webhook" ("id", "url", "secret") VALUES ($1, $2, $3) RETURNING "webhook"."id", "webhook"."secret"`, [3, 'u', 'quoted']);
+    expect(r.rows).toEqual([{ id: 3, secret: 'quoted' }]);
+  });
+
+  it('a 1 MB value (frames larger than a socket read) round-trips', async () => {
+    const big = 'ü'.repeat(500_000) + 'end';
+    await app.query(`INSERT INTO webhook (id, url, secret) VALUES (1, 'u', $1)`, [big]);
+    await app.query(`INSERT INTO webhook (id, url, secret) VALUES (2, 'u', '${'l'.repeat(300_000)}')`);
+    await checkWebhook({ 1: big, 2: 'l'.repeat(300_000) });
+  });
+});
+
 describe('empty strings', () => {
   it("'' stays '' by default (and `= ''` finds it); encrypt_empty: true encrypts it", async () => {
     await app.query(`INSERT INTO blanks VALUES (1, '', ''), (2, $1, $2)`, ['', '']);

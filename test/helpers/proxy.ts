@@ -3,7 +3,7 @@
 // In-process (`startTestProxy`) for most tests; as a child process running the
 // CLI (`spawnProxyProcess`) for what only a real process shows (RSS, signals).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,9 +67,10 @@ export async function startTestProxy(opts: { config?: Partial<Config>; upstreamU
 }
 
 /**
- * The same session scenario run DIRECT and THROUGH the proxy. Tests call
- * `both(fn)`, get both transcripts back, and assert they are equal: a client
- * must not be able to tell the proxy is there.
+ * Runs a scenario DIRECT (on directUrl) and then THROUGH the proxy (the same URL
+ * retargeted), sequentially, and returns both transcripts. Tests assert they are
+ * equal: a client must not be able to tell the proxy is there. The scenario must
+ * leave the database as it found it (the second run sees the first one's leftovers).
  */
 export async function both<T>(directUrl: string, proxy: TestProxy, fn: (url: string, target: 'direct' | 'proxy') => Promise<T>): Promise<{ direct: T; proxy: T }> {
   const direct = await fn(directUrl, 'direct');
@@ -125,6 +126,7 @@ export interface ProxyProcessOptions {
  */
 export async function spawnProxyProcess(opts: ProxyProcessOptions = {}): Promise<ProxyProcess> {
   const cli = join(process.cwd(), 'dist', 'src', 'cli.js');
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: build first (npx tsc -p tsconfig.json)`);
   const node = opts.node ?? process.execPath;
   const dir = mkdtempSync(join(tmpdir(), 'pgcmek-proxy-'));
   const kek = join(dir, 'kek');

@@ -127,10 +127,10 @@ describe('psql through the proxy', () => {
       const { direct, proxy: proxied } = await both(db.url, proxy, async (url, target) => {
         const out = join(dir, `out-${target}.bin`);
         const r = await psql(url, ['-v', 'ON_ERROR_STOP=1', '-c', `\\lo_import ${join(dir, 'in.bin')}`, '-c', `\\lo_export :LASTOID ${out}`, '-c', '\\lo_unlink :LASTOID']);
-        return { code: r.code, stderr: r.stderr, stdout: r.stdout.replace(/\d+/g, 'N'), same: readFileSync(out).equals(blob) };
+        return { code: r.code, stderr: r.stderr, stdout: r.stdout, same: readFileSync(out).equals(blob) };
       });
       expect(proxied).toEqual(direct);
-      expect(direct).toEqual({ code: 0, stderr: '', stdout: 'lo_import N\nlo_export\nlo_unlink N\n', same: true });
+      expect(direct).toEqual({ code: 0, stderr: '', stdout: '', same: true }); // -q: no command tags
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -154,13 +154,14 @@ describe('sessions through the proxy', () => {
         await sleep(200);
         await sendCancel(u.hostname, Number(u.port), processID, (secretKey + 1) | 0);
         await sendCancel(u.hostname, Number(u.port), (processID + 1) | 0, secretKey);
+        const wrongOutcome = await wrong;
         const right = c.query('SELECT pg_sleep(30)').then(
           () => 'finished',
           (e: pg.DatabaseError) => `cancelled ${e.code}`,
         );
         await sleep(200);
         await sendCancel(u.hostname, Number(u.port), processID, secretKey);
-        return { wrong: await wrong, right: await right };
+        return { wrong: wrongOutcome, right: await right };
       } finally {
         await c.end();
       }

@@ -122,6 +122,7 @@ describe('proxy: backpressure (child process)', () => {
     }
     const grown = child!.maxRss() - base;
     c.socket.destroy();
+    if (process.env.PGCMEK_TEST_VERBOSE) console.log(`slow reader: read ${(read / 1e6).toFixed(1)} MB, proxy RSS grew ${(grown / 2 ** 20).toFixed(1)} MiB`);
     // Postgres would have produced the whole gigabyte in this time; the proxy
     // held at most a few socket buffers of it.
     expect(read).toBeGreaterThan(5_000_000);

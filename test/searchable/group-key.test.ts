@@ -80,4 +80,17 @@ describe('GroupKey', () => {
     g.setWrappings([w2], p2);
     expect(g.writeWrapping()).toBe(w2);
   });
+
+  it('slots: padded to a fixed arity with repeats of the first; too many wrappings is a 55000 error', () => {
+    const { g, w1, w2, p2 } = setup();
+    g.setWrappings([w1], p2);
+    const one = g.candidates(Buffer.from('x'), 3);
+    expect(one).toHaveLength(3);
+    expect(one[1]!.equals(one[0]!) && one[2]!.equals(one[0]!)).toBe(true);
+    g.setWrappings([w1, w2], p2);
+    const two = g.candidates(Buffer.from('x'), 3);
+    expect(new Set(two.map(String)).size).toBe(2);
+    expect(() => g.candidates(Buffer.from('x'), 1)).toThrow(expect.objectContaining({ name: 'SearchableKeyError', sqlstate: '55000' }));
+    expect(g.candidates(Buffer.from('x'))).toHaveLength(2);
+  });
 });

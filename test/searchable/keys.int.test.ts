@@ -63,9 +63,33 @@ describe('key table', () => {
     }
   });
 
+  it('a role that may not create them gets a SearchableKeyError saying what to do', async () => {
+    const db = await freshDb();
+    await db.client.query(`DROP ROLE IF EXISTS srch_nocreate; CREATE ROLE srch_nocreate LOGIN PASSWORD 'pw'`);
+    await db.client.query(`REVOKE CREATE ON SCHEMA public FROM PUBLIC; REVOKE CREATE ON DATABASE ${db.name} FROM PUBLIC`);
+    const u = new URL(db.url);
+    u.username = 'srch_nocreate';
+    u.password = 'pw';
+    try {
+      await expect(replica(u.toString(), [newKek()], [column('t', 'c')])).rejects.toThrow(
+        /cannot create the searchable key tables pgcmek.searchable_keys and pgcmek.searchable_key_wraps \(42501: permission denied .*\): grant the proxy role CREATE/,
+      );
+      // Pre-created by the operator, with the grants the docs list: the same role loads.
+      for (const sql of KEY_TABLE_DDL) await db.client.query(sql);
+      await db.client.query(`GRANT USAGE ON SCHEMA pgcmek TO srch_nocreate; GRANT SELECT, INSERT ON pgcmek.searchable_keys, pgcmek.searchable_key_wraps TO srch_nocreate`);
+      const r = await replica(u.toString(), [newKek()], [column('t', 'c')]);
+      expect(r.keys.stats().keysCreated).toBe(1);
+      await r.close();
+    } finally {
+      await db.client.query(`DROP OWNED BY srch_nocreate; DROP ROLE srch_nocreate`).catch(() => {});
+    }
+  });
+
   it('createTables: false with no tables fails the load', async () => {
     const db = await freshDb();
-    await expect(replica(db.url, [newKek()], [column('t', 'c')], { createTables: false })).rejects.toThrow(/does not exist/);
+    await expect(replica(db.url, [newKek()], [column('t', 'c')], { createTables: false })).rejects.toThrow(
+      /the searchable key table could not be read: relation "pgcmek.searchable_keys" does not exist/,
+    );
   });
 });
 
@@ -163,6 +187,15 @@ describe('values', () => {
     expect(() => r.keys.encryptDeterministic({ schema: 'public', table: 'x', column: 'y' }, buf('v'))).toThrow(SearchableKeyError);
   });
 
+  it('odd column names (quotes, commas, dots, braces) have their own key', async () => {
+    const odd = column('we"ird', 'a,b.{c}');
+    const o = await rep(db.url, [kek], [odd, c]);
+    expect(tokenOf(o.keys.encryptDeterministic(odd, buf('v')))).not.toBe(tokenOf(o.keys.encryptDeterministic(c, buf('v'))));
+    expect(o.keys.encryptDeterministic(c, buf('v')).equals(r.keys.encryptDeterministic(c, buf('v')))).toBe(true);
+    const again = await rep(db.url, [kek], [odd]);
+    expect(again.keys.encryptDeterministic(odd, buf('v')).equals(o.keys.encryptDeterministic(odd, buf('v')))).toBe(true);
+  });
+
   it('a second load reads the same key (a restart)', async () => {
     const again = await rep(db.url, [kek], [c]);
     expect(again.keys.encryptDeterministic(c, buf('q')).equals(r.keys.encryptDeterministic(c, buf('q')))).toBe(true);
@@ -208,6 +241,39 @@ describe('a remote (async-only) primary backend', () => {
     // A second replica over the same Vault-like backend reads the same DEK.
     const r2 = await rep(db.url, remote, [c]);
     expect(r2.keys.encryptDeterministic(c, buf('x')).equals(v)).toBe(true);
+  });
+});
+
+describe('a primary KEK that is down', () => {
+  it('an existing key still loads through a readable KEK and keeps writing under it; the next refresh adds the wrapping', async () => {
+    const db = await freshDb();
+    const k1 = newKek();
+    const c = column('t', 'c');
+    const a = await rep(db.url, [k1], [c]);
+    const remote = new FakeRemoteBackend();
+    remote.fail = new Error('connect ECONNREFUSED');
+    const keys = await SearchableKeys.load({ db: db.client, kek: { primary: remote, readable: [LocalKekBackend.fromKeys([k1])] }, columns: [c], log: quiet, activationDelayMs: 0 });
+    try {
+      expect(keys.encryptDeterministic(c, buf('v')).equals(a.keys.encryptDeterministic(c, buf('v')))).toBe(true);
+      expect(keys.stats().wrappingsAdded).toBe(0);
+      remote.fail = undefined;
+      await keys.refresh();
+      expect(keys.stats().wrappingsAdded).toBe(1);
+      const v = keys.encryptDeterministic(c, buf('v')).toString();
+      expect(v.startsWith('cmek:v1:Ag')).toBe(true); // now under the vault-like KEK
+      expect(tokenOf(v)).toBe(tokenOf(a.keys.encryptDeterministic(c, buf('v'))));
+    } finally {
+      await keys.close();
+    }
+  });
+
+  it('a new key cannot be created while the primary KEK is down: the load fails', async () => {
+    const db = await freshDb();
+    const remote = new FakeRemoteBackend();
+    remote.fail = new Error('connect ECONNREFUSED');
+    await expect(SearchableKeys.load({ db: db.client, kek: { primary: remote, readable: [] }, columns: [column('t', 'c')], log: quiet })).rejects.toThrow(
+      /^searchable key column:"public"."t"."c" could not be loaded: connect ECONNREFUSED$/,
+    );
   });
 });
 

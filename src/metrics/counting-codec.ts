@@ -1,0 +1,73 @@
+// The value codec the proxy uses when it runs as a service: the plain one, plus
+// per-column counts of values encrypted and decrypted and of failures by reason.
+// Every value of a configured column goes through encrypt/decrypt here, so this
+// is the one place that sees them all (Bind, literals, COPY, DataRow, COPY TO);
+// the cost is one WeakMap lookup next to an AES+HMAC.
+import type { ColumnPolicy } from '../config/types.js';
+import { CMEKDecryptionError } from '../crypto/errors.js';
+import { RemoteKekError } from '../crypto/kek/retry.js';
+import type { Keyring } from '../crypto/keyring.js';
+import { ValueCodec, type MaybePromise, type ValueShape } from '../encryption/values.js';
+import { bump, type ProxyStats } from './stats.js';
+
+/** A failure's label: the decryption reason, or what kind of thing broke (never its message). */
+export function failureReason(e: unknown): string {
+  if (e instanceof CMEKDecryptionError) return e.reason;
+  if (e instanceof RemoteKekError) return 'backend_unavailable';
+  return e instanceof Error && e.name !== 'Error' ? e.name : 'internal';
+}
+
+export class CountingCodec extends ValueCodec {
+  constructor(
+    keyring: Keyring,
+    private readonly stats: ProxyStats,
+  ) {
+    super(keyring);
+  }
+
+  override encrypt(value: Buffer, policy: ColumnPolicy, shape: ValueShape, binary: boolean): MaybePromise<Buffer> {
+    const counts = this.stats.column(policy);
+    const failed = (e: unknown): never => {
+      bump(this.stats.encryptFailures, failureReason(e));
+      throw e;
+    };
+    let r: MaybePromise<Buffer>;
+    try {
+      r = super.encrypt(value, policy, shape, binary);
+    } catch (e) {
+      return failed(e);
+    }
+    if (r instanceof Promise) {
+      return r.then((b) => {
+        if (b !== value) counts.encrypted++;
+        return b;
+      }, failed);
+    }
+    // The same Buffer back: nothing was encrypted (an empty string kept as is, or already an envelope).
+    if (r !== value) counts.encrypted++;
+    return r;
+  }
+
+  override decrypt(value: Buffer, policy: ColumnPolicy, shape: ValueShape, binary: boolean): MaybePromise<Buffer> {
+    const counts = this.stats.column(policy);
+    const failed = (e: unknown): never => {
+      bump(this.stats.decryptFailures, failureReason(e));
+      throw e;
+    };
+    let r: MaybePromise<Buffer>;
+    try {
+      r = super.decrypt(value, policy, shape, binary);
+    } catch (e) {
+      return failed(e);
+    }
+    if (r instanceof Promise) {
+      return r.then((b) => {
+        if (b !== value) counts.decrypted++;
+        return b;
+      }, failed);
+    }
+    // The same Buffer back: legacy plaintext, passed through.
+    if (r !== value) counts.decrypted++;
+    return r;
+  }
+}
