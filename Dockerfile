@@ -1,6 +1,7 @@
 # pgcmek container image. Not built in the environment this repository was
-# written in (no Docker engine there): treat it as a starting point and build it
-# in your CI. The config file and the KEK are mounted at run time, never baked in.
+# written in (no Docker engine there): test/cli/packaging.test.ts checks what can
+# be checked without one. Build it in your CI before relying on it.
+# The config file and the KEK are mounted at run time, never baked in.
 
 # ---- build: compile TypeScript to dist/ -------------------------------------
 FROM node:24-bookworm-slim AS build
@@ -23,8 +24,11 @@ COPY --from=build /app/dist ./dist
 # volume mounted here (docker-compose.yml) starts out writable by `pgcmek keygen`.
 RUN mkdir -p /var/lib/pgcmek /etc/pgcmek && chown node:node /var/lib/pgcmek && chmod 700 /var/lib/pgcmek
 USER node
-EXPOSE 6432
-# A TCP connect to the listen port (PGCMEK_HEALTH_PORT if listen.port is not 6432).
+EXPOSE 6432 9187
+# Liveness. With PGCMEK_HEALTH_URL set (e.g. http://127.0.0.1:9187/healthz, when the
+# config has a `metrics` section) an HTTP GET that must answer 200; without it, a TCP
+# connect to the proxy port (PGCMEK_HEALTH_PORT, default 6432). Readiness (Postgres
+# reachable, KEKs loaded) is /readyz: point an orchestrator's readiness probe at it.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["node", "-e", "require('net').connect(+(process.env.PGCMEK_HEALTH_PORT||6432),'127.0.0.1').on('connect',function(){this.end();process.exit(0)}).on('error',function(){process.exit(1)})"]
+  CMD ["node", "-e", "const u=process.env.PGCMEK_HEALTH_URL;setTimeout(()=>process.exit(1),2500).unref();if(u){require('http').get(u,(r)=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))}else{require('net').connect(+(process.env.PGCMEK_HEALTH_PORT||6432),'127.0.0.1').on('connect',()=>process.exit(0)).on('error',()=>process.exit(1))}"]
 CMD ["node", "dist/src/cli.js", "serve", "--config", "/etc/pgcmek/config.yaml"]

@@ -11,12 +11,12 @@ import { pino } from 'pino';
 import { loadConfig, parseConfig } from '../config/load.js';
 import type { Env } from '../config/env.js';
 import type { Config } from '../config/types.js';
-import { Keyring } from '../crypto/keyring.js';
 import { createLogger, setLogger } from '../log.js';
 import { DEFAULT_BATCH, MAX_BATCH, type AdminCommand, type TargetName } from './command.js';
 import { AdminError } from './errors.js';
 import { executeAdminCommand, type AdminResult } from './executor.js';
 import { parseTargetName } from './parse.js';
+import { openKeys, type CliKeys } from './cli-keys.js';
 import { formatTable, progressPrinter } from './cli-output.js';
 
 export interface AdminCliIo {
@@ -189,22 +189,23 @@ export async function runAdminCli(command: string, argv: string[], io: AdminCliI
   io.signals.on('SIGINT', onSignal);
   io.signals.on('SIGTERM', onSignal);
   const clients: pg.Client[] = [];
-  let keyring: Keyring | undefined;
+  let keys: CliKeys | undefined;
   const progress = values.quiet ? undefined : progressPrinter(io.stderr);
   try {
-    keyring = await Keyring.fromConfig(config.kek);
     const writesData = (cmd.kind === 'encrypt' || cmd.kind === 'rotate' || cmd.kind === 'decrypt') && !cmd.dryRun;
     for (let i = 0; i < (writesData ? 2 : 1); i++) {
       const c = new pg.Client(clientConfig(values, io.env));
       clients.push(c);
       await c.connect();
     }
+    keys = await openKeys(config, cmd, clients[0]);
     const who = await clients[0].query('SELECT current_user AS u');
     const result: AdminResult = await executeAdminCommand(cmd, {
       db: clients[0],
       ...(clients[1] && { writer: clients[1] }),
       config,
-      keyring,
+      keyring: keys.keyring,
+      ...(keys.searchable && { searchable: keys.searchable }),
       principal: { kind: 'operator', name: `${safeUser()} as ${String(who.rows[0].u)}` },
       signal: ac.signal,
       onNotice: (m) => {
@@ -233,8 +234,8 @@ export async function runAdminCli(command: string, argv: string[], io: AdminCliI
   } finally {
     io.signals.off('SIGINT', onSignal);
     io.signals.off('SIGTERM', onSignal);
+    await keys?.close();
     await Promise.allSettled(clients.map((c) => c.end()));
-    await keyring?.close();
   }
 }
 

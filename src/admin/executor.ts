@@ -16,6 +16,7 @@ import { AdminError, SqlState } from './errors.js';
 import { displayName, type ColumnTarget, type LeafPlan } from './plan.js';
 import type { ProgressFn } from './progress.js';
 import { rewriteColumn, type RewriteStats, type RowFailure } from './rewrite.js';
+import { searchableKeyFor, type SearchableAccess } from './searchable.js';
 import { withScanSettings } from './session.js';
 import { columnStatus, STATUS_COLUMNS, statusRow } from './status.js';
 import { planTargets } from './targets.js';
@@ -36,6 +37,11 @@ export interface AdminContext {
   principal: { kind: 'role'; name: string } | { kind: 'operator'; name: string };
   /** Reused when the caller has one; otherwise resolved fresh (cheap, and never stale). */
   catalog?: ResolvedCatalog;
+  /**
+   * The searchable columns' keys (src/searchable SearchableKeys). Needed to backfill
+   * or rotate a searchable column; without them those commands are refused.
+   */
+  searchable?: SearchableAccess;
   signal?: AbortSignal;
   onProgress?: ProgressFn;
   onNotice?: (message: string) => void;
@@ -70,16 +76,18 @@ async function primaryHeader(keyring: Keyring): Promise<Buffer> {
   return Buffer.concat([Buffer.from([w.tag, w.kekId.length]), w.kekId]);
 }
 
-function checkWritable(cmd: AdminCommand, t: ColumnTarget): void {
+function checkWritable(cmd: AdminCommand, t: ColumnTarget, searchable: SearchableAccess | undefined): void {
   for (const leaf of t.leaves) {
     if (leaf.key.kind === 'pk' && leaf.key.columns.some((c) => c.name === leaf.column)) {
       throw new AdminError(SqlState.featureNotSupported, `${displayName(leaf.schema, leaf.table, leaf.column)} is part of the primary key; an encrypted column cannot be a key`);
     }
   }
-  if (cmd.kind === 'encrypt' && t.policy.searchable) {
+  const needsKey = cmd.kind === 'encrypt' || cmd.kind === 'rotate';
+  if (needsKey && t.policy.searchable && !searchableKeyFor(searchable, { schema: t.schema, table: t.table, column: t.column })) {
     throw new AdminError(
-      SqlState.featureNotSupported,
-      `${displayName(t.schema, t.table, t.column)} is searchable: its values need deterministic encryption, which this build's keyring does not provide`,
+      SqlState.objectNotInPrerequisiteState,
+      `${displayName(t.schema, t.table, t.column)} is searchable: its values must be written with the column's deterministic key, which is not loaded here`,
+      'run the command where the searchable keys are loaded (the proxy, or pgcmek with the same config)',
     );
   }
 }
@@ -105,7 +113,8 @@ export async function executeAdminCommand(cmd: AdminCommand, ctx: AdminContext):
     );
     return result;
   } catch (err) {
-    const sqlstate = err instanceof AdminError ? err.sqlstate : ((err as { code?: string }).code ?? SqlState.internalError);
+    const code = (err as { code?: unknown }).code;
+    const sqlstate = err instanceof AdminError ? err.sqlstate : typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : SqlState.internalError;
     log().warn({ ...audit, outcome: 'error', sqlstate, durationMs: Math.round(performance.now() - started) }, 'cmek admin command failed');
     throw err;
   }
@@ -126,70 +135,76 @@ async function run(cmd: AdminCommand, ctx: AdminContext): Promise<AdminResult> {
   const catalog = ctx.catalog ?? (await resolveCatalog(ctx.db, ctx.config.encrypted));
   const planned = await planTargets(ctx.db, ctx.config.encrypted, catalog, cmd.targets);
   for (const n of planned.notices) notice(n);
-  const targets = planned.targets;
-  const base = { failed: 0, interrupted: false };
+  if (cmd.kind === 'status') return runStatus(planned.targets, ctx);
+  if (cmd.kind === 'verify') return runVerify(planned.targets, ctx, notice);
+  return runRewrite(cmd, planned.targets, ctx, notice);
+}
 
-  if (cmd.kind === 'status') {
-    const rows: string[][] = [];
-    for (const t of targets) rows.push(statusRow(await columnStatus(ctx.db, t, ctx.keyring)));
-    return { ...base, columns: STATUS_COLUMNS, rows, commandTag: `SELECT ${rows.length}` };
-  }
+async function runStatus(targets: ColumnTarget[], ctx: AdminContext): Promise<AdminResult> {
+  const rows: string[][] = [];
+  for (const t of targets) rows.push(statusRow(await columnStatus(ctx.db, t, ctx.keyring)));
+  return { columns: STATUS_COLUMNS, rows, commandTag: `SELECT ${rows.length}`, failed: 0, interrupted: false };
+}
 
-  const batch = cmd.kind === 'verify' ? DEFAULT_BATCH * 4 : (cmd.batch ?? DEFAULT_BATCH);
-  if (cmd.kind === 'verify') {
-    const columns = ['table', 'column', 'rows', 'values', 'ok', 'failed', 'failed_keys'];
-    const rows: string[][] = [];
-    let failed = 0;
-    let interrupted = false;
-    for (const t of targets) {
-      for (const leaf of t.leaves) {
-        const name = displayName(leaf.schema, leaf.table, leaf.column);
-        const opts = { batch, label: name, ...(ctx.signal && { signal: ctx.signal }), ...(ctx.onProgress && { onProgress: ctx.onProgress }) };
-        const st: VerifyStats = await verifyLeaf(ctx.db, leaf, ctx.keyring, opts);
-        failed += st.failed;
-        interrupted ||= st.interrupted;
-        failureNotices(name, st.failures, st.failed, notice);
-        const keys = st.failures.slice(0, MAX_REPORTED_FAILURES).map((f) => f.key).join('; ');
-        rows.push([displayName(leaf.schema, leaf.table), leaf.column, ...[st.rows, st.values, st.ok, st.failed].map(String), keys]);
-        if (interrupted) break;
-      }
-      if (interrupted) break;
+/** Each leaf table of each target, in order, until one reports an interruption. */
+async function eachLeaf(targets: ColumnTarget[], fn: (leaf: LeafPlan, name: string) => Promise<boolean>): Promise<boolean> {
+  for (const t of targets) {
+    for (const leaf of t.leaves) {
+      if (await fn(leaf, displayName(leaf.schema, leaf.table, leaf.column))) return true;
     }
-    return { columns, rows, commandTag: `SELECT ${rows.length}`, failed, interrupted };
   }
+  return false;
+}
 
-  // The three rewrites.
-  for (const t of targets) checkWritable(cmd, t);
+function scanOptions(ctx: AdminContext, batch: number, label: string) {
+  return { batch, label, ...(ctx.signal && { signal: ctx.signal }), ...(ctx.onProgress && { onProgress: ctx.onProgress }) };
+}
+
+async function runVerify(targets: ColumnTarget[], ctx: AdminContext, notice: (m: string) => void): Promise<AdminResult> {
+  const rows: string[][] = [];
+  let failed = 0;
+  // Reads only, and decrypting is cheap with warm DEKs: bigger batches.
+  const batch = DEFAULT_BATCH * 4;
+  const interrupted = await eachLeaf(targets, async (leaf, name) => {
+    const st: VerifyStats = await verifyLeaf(ctx.db, leaf, ctx.keyring, scanOptions(ctx, batch, name));
+    failed += st.failed;
+    failureNotices(name, st.failures, st.failed, notice);
+    const keys = st.failures.slice(0, MAX_REPORTED_FAILURES).map((f) => f.key).join('; ');
+    rows.push([displayName(leaf.schema, leaf.table), leaf.column, ...[st.rows, st.values, st.ok, st.failed].map(String), keys]);
+    return st.interrupted;
+  });
+  return { columns: ['table', 'column', 'rows', 'values', 'ok', 'failed', 'failed_keys'], rows, commandTag: `SELECT ${rows.length}`, failed, interrupted };
+}
+
+type RewriteCommand = Extract<AdminCommand, { kind: 'encrypt' | 'rotate' | 'decrypt' }>;
+
+async function runRewrite(cmd: RewriteCommand, targets: ColumnTarget[], ctx: AdminContext, notice: (m: string) => void): Promise<AdminResult> {
+  for (const t of targets) checkWritable(cmd, t, ctx.searchable);
   const header = cmd.kind === 'rotate' ? await primaryHeader(ctx.keyring) : undefined;
-  const workFor = (leaf: LeafPlan): RowWork =>
-    cmd.kind === 'encrypt' ? encryptWork(leaf, ctx.keyring) : cmd.kind === 'rotate' ? rotateWork(leaf, ctx.keyring, header!) : decryptWork(leaf, ctx.keyring);
+  const workFor = (leaf: LeafPlan): RowWork => {
+    const key = leaf.policy.searchable ? searchableKeyFor(ctx.searchable, { ...leaf.source, column: leaf.column }) : undefined;
+    if (cmd.kind === 'encrypt') return encryptWork(leaf, ctx.keyring, key);
+    if (cmd.kind === 'rotate') return rotateWork(leaf, ctx.keyring, header!, key);
+    return decryptWork(leaf, ctx.keyring);
+  };
   const verb = { encrypt: 'encrypted', rotate: 'rewrapped', decrypt: 'decrypted' }[cmd.kind];
   const found = { encrypt: 'plaintext_rows', rotate: 'rows_to_rewrap', decrypt: 'encrypted_rows' }[cmd.kind];
   const columns = ['table', 'column', 'key', found, cmd.dryRun ? `would_be_${verb}` : verb, 'skipped_concurrent', 'failed', 'seconds'];
   const rows: string[][] = [];
   let failed = 0;
-  let interrupted = false;
-  for (const t of targets) {
-    for (const leaf of t.leaves) {
-      const name = displayName(leaf.schema, leaf.table, leaf.column);
-      const work = workFor(leaf);
-      const st: RewriteStats = await rewriteColumn(ctx.db, leaf, work.filter, work.transform, {
-        batch,
-        dryRun: cmd.dryRun,
-        label: name,
-        ...(ctx.writer && { writer: ctx.writer }),
-        ...(ctx.signal && { signal: ctx.signal }),
-        ...(ctx.onProgress && { onProgress: ctx.onProgress }),
-      });
-      failed += st.failed;
-      interrupted ||= st.interrupted;
-      failureNotices(name, st.failures, st.failed, notice);
-      const key = leaf.key.kind === 'ctid' ? 'ctid' : leaf.key.columns.map((c) => c.name).join(', ');
-      rows.push([displayName(leaf.schema, leaf.table), leaf.column, key, ...[st.found, st.changed, st.skippedConcurrent, st.failed].map(String), st.seconds.toFixed(1)]);
-      if (interrupted) break;
-    }
-    if (interrupted) break;
-  }
+  const interrupted = await eachLeaf(targets, async (leaf, name) => {
+    const work = workFor(leaf);
+    const st: RewriteStats = await rewriteColumn(ctx.db, leaf, work.filter, work.transform, {
+      ...scanOptions(ctx, cmd.batch ?? DEFAULT_BATCH, name),
+      dryRun: cmd.dryRun,
+      ...(ctx.writer && { writer: ctx.writer }),
+    });
+    failed += st.failed;
+    failureNotices(name, st.failures, st.failed, notice);
+    const key = leaf.key.kind === 'ctid' ? 'ctid' : leaf.key.columns.map((c) => c.name).join(', ');
+    rows.push([displayName(leaf.schema, leaf.table), leaf.column, key, ...[st.found, st.changed, st.skippedConcurrent, st.failed].map(String), st.seconds.toFixed(1)]);
+    return st.interrupted;
+  });
   if (interrupted) notice('interrupted: the rows written so far are kept; run the same command again to continue');
   return { columns, rows, commandTag: `SELECT ${rows.length}`, failed, interrupted };
 }

@@ -25,6 +25,8 @@ export type KeyInfo = { kind: 'pk'; columns: KeyColumn[] } | { kind: 'ctid' };
 export interface LeafPlan {
   schema: string;
   table: string;
+  /** The configured table the column's policy (and a searchable column's key) belongs to. */
+  source: { schema: string; table: string };
   oid: number;
   relkind: string;
   column: string;

@@ -126,6 +126,7 @@ export async function planTargets(db: Db, policies: readonly TablePolicy[], cata
       leaves.push({
         schema: r.schema,
         table: r.table,
+        source: { schema, table },
         oid: r.oid,
         relkind: r.relkind,
         column: c.name,

@@ -6,6 +6,7 @@ import type { Keyring } from '../crypto/keyring.js';
 import { decryptPaths, encryptPaths, ENVELOPE_PREFIX, findPathStrings, mapPaths, unwrapJsonString, wrapJsonString } from './json-paths.js';
 import type { LeafPlan } from './plan.js';
 import type { Transform } from './rewrite.js';
+import type { SearchableAccess } from './searchable.js';
 import { encryptedPredicate, plaintextPredicate, rotationPredicate } from './sql.js';
 
 export interface RowWork {
@@ -15,8 +16,14 @@ export interface RowWork {
 
 const isEnvelope = (s: string) => s.startsWith(ENVELOPE_PREFIX);
 
-export function encryptWork(p: LeafPlan, keyring: Keyring): RowWork {
-  const enc = (s: string) => keyring.encrypt(s);
+const refOf = (p: LeafPlan) => ({ schema: p.source.schema, table: p.source.table, column: p.column });
+
+/** `searchable`: the column's deterministic key, for a searchable column (the executor checks it is loaded). */
+export function encryptWork(p: LeafPlan, keyring: Keyring, searchable?: SearchableAccess): RowWork {
+  const ref = refOf(p);
+  const enc = searchable
+    ? async (s: string) => searchable.encryptDeterministic(ref, Buffer.from(s, 'utf8')).toString('latin1')
+    : (s: string) => keyring.encrypt(s);
   const empty = !p.policy.encryptEmpty;
   switch (p.valueKind) {
     case 'text':
@@ -30,9 +37,13 @@ export function encryptWork(p: LeafPlan, keyring: Keyring): RowWork {
   }
 }
 
-export function rotateWork(p: LeafPlan, keyring: Keyring, primaryHeader: Buffer): RowWork {
-  const rewrap = async (s: string) => (isEnvelope(s) && keyring.needsRotation(s) ? keyring.rewrap(s) : undefined);
-  const filter = rotationPredicate(p, primaryHeader);
+export function rotateWork(p: LeafPlan, keyring: Keyring, primaryHeader: Buffer, searchable?: SearchableAccess): RowWork {
+  const ref = refOf(p);
+  const rewrap = searchable
+    ? async (s: string) => (isEnvelope(s) && searchable.needsRewrap(ref, s) ? searchable.rewrapSearchable(ref, s) : undefined)
+    : async (s: string) => (isEnvelope(s) && keyring.needsRotation(s) ? keyring.rewrap(s) : undefined);
+  // A searchable column's values carry its own key's header, not the keyring's: the keyring decides per value.
+  const filter = searchable ? encryptedPredicate(p) : rotationPredicate(p, primaryHeader);
   switch (p.valueKind) {
     case 'text':
       return { filter, transform: rewrap };

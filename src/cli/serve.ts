@@ -23,6 +23,15 @@ export function loggerFor(config: Config, io: CliIo): Logger {
   return io.stdout === process.stdout ? createLogger(config.log.level) : createLogger(config.log.level, io.stdout);
 }
 
+/**
+ * Waits until the log lines written so far have reached stdout. pino writes
+ * stdout asynchronously, and the bin calls process.exit() once main() returns:
+ * without this the last lines ("pgcmek stopped") can be lost or come out of order.
+ */
+export function flushLogs(logger: Logger): Promise<void> {
+  return new Promise((resolve) => logger.flush(() => resolve()));
+}
+
 /** SignalSource with SIGHUP too (process and EventEmitter accept any signal name). */
 interface AllSignals {
   on(signal: Signal | 'SIGHUP', listener: () => void): unknown;
@@ -159,8 +168,12 @@ JSON lines on stdout (pretty on a terminal).`,
     const config = loadConfig(path, env);
     const logger = loggerFor(config, io);
     setLogger(logger);
-    await runService({ config, reread: () => loadConfig(path, env), logger, io });
-    logger.info('pgcmek stopped');
-    return 0;
+    try {
+      await runService({ config, reread: () => loadConfig(path, env), logger, io });
+      logger.info('pgcmek stopped');
+      return 0;
+    } finally {
+      await flushLogs(logger);
+    }
   },
 };

@@ -2,7 +2,7 @@
 // token = base64url_padded(0x80 | ts: u64 BE seconds | iv: 16 | AES-128-CBC(PKCS7) | HMAC-SHA256: 32)
 // The HMAC covers everything before it and is checked (constant time) before any
 // decryption, so padding errors can never be used as an oracle.
-import { createCipheriv, createDecipheriv, createHmac, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, timingSafeEqual, type Decipher } from 'node:crypto';
 import { decodeStrict, encodePadded } from './base64url.js';
 import { fillRandom } from './random.js';
 
@@ -69,10 +69,33 @@ export class FernetKey {
     return k;
   }
 
+  /**
+   * AES-128-CBC decryption of whole blocks, chained in JS over one reused ECB
+   * decipher: creating a CBC decipher per value cost ~4 µs of the ~6 µs a
+   * decrypt took. ECB keeps no state between update() calls when padding is
+   * off and input is whole blocks, so sharing it between values is safe.
+   */
+  decryptBlocks(ct: Buffer, iv: Buffer): Buffer {
+    let d = this.ecb;
+    if (d === null) {
+      d = createDecipheriv('aes-128-ecb', this.encryptionKey, null);
+      d.setAutoPadding(false);
+      this.ecb = d;
+    }
+    const out = d.update(ct);
+    for (let i = 0; i < 16; i++) out[i]! ^= iv[i]!;
+    for (let i = 16; i < out.length; i++) out[i]! ^= ct[i - 16]!;
+    return out;
+  }
+
+  private ecb: Decipher | null = null;
+
   /** Zeroes both halves; the key is unusable afterwards (every token fails its MAC). */
   destroy(): void {
     this.signingKey.fill(0);
     this.encryptionKey.fill(0);
+    // OpenSSL's copy of the key schedule goes with the object (it cannot be zeroed from JS).
+    this.ecb = null;
   }
 }
 
@@ -160,10 +183,8 @@ export function decryptRange(
     if (ts > now + MAX_CLOCK_SKEW_SECONDS) throw new FernetError('future');
   }
 
-  const decipher = createDecipheriv('aes-128-cbc', key.encryptionKey, data.subarray(9, HEADER));
-  // PKCS7 is checked here rather than by OpenSSL: one update() call, no final() concat.
-  decipher.setAutoPadding(false);
-  const padded = decipher.update(data.subarray(HEADER, macAt));
+  // PKCS7 is checked here rather than by OpenSSL.
+  const padded = key.decryptBlocks(data.subarray(HEADER, macAt), data.subarray(9, HEADER));
   const pad = padded[padded.length - 1]!;
   let ok = pad >= 1 && pad <= BLOCK;
   for (let i = padded.length - pad; ok && i < padded.length - 1; i++) ok = padded[i] === pad;

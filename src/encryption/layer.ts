@@ -57,7 +57,9 @@ export class EncryptionLayer {
   }
 
   get enabled(): boolean {
-    return this.tables.length > 0 || this.decryptUnmapped || this.admin !== undefined;
+    // Admin commands only work on configured columns: with an empty map there is nothing to
+    // intercept, and the proxy forwards every frame from its header (the PgBouncer-speed path).
+    return this.tables.length > 0 || this.decryptUnmapped;
   }
 
   /** One analyzer per database: its cache is keyed by text, and column order is per database. */

@@ -63,10 +63,11 @@ function* split(m: Map<string, number>, names: string[]): Generator<Series> {
   }
 }
 
-function* remote(all: RemoteMetrics[], pick: (m: RemoteMetrics) => Record<string, number>): Generator<Series> {
+/** Sums one field of every backend's metrics() (live and closed keyrings) per backend and key. */
+function* remote(all: RemoteMetrics[], pick: (m: RemoteMetrics) => Record<string, number>, label = 'operation'): Generator<Series> {
   const sum = new Map<string, number>();
-  for (const m of all) for (const [op, v] of Object.entries(pick(m))) sum.set(`${m.backend}|${op}`, (sum.get(`${m.backend}|${op}`) ?? 0) + v);
-  yield* split(sum, ['backend', 'operation']);
+  for (const m of all) for (const [k, v] of Object.entries(pick(m))) sum.set(`${m.backend}|${k}`, (sum.get(`${m.backend}|${k}`) ?? 0) + v);
+  yield* split(sum, ['backend', label]);
 }
 
 /** Buckets from 10 µs (a cached decrypt) to 5 s (a KEK backend timing out). */
@@ -114,6 +115,9 @@ export function createMetrics(src: MetricsSources): ProxyMetrics {
   );
   readCounter(registry, 'pgcmek_kek_remote_errors_total', 'Remote KEK operations that failed after their last attempt', ['backend', 'operation'], () =>
     remote(src.kek().remote, (m) => m.errors),
+  );
+  readCounter(registry, 'pgcmek_kek_remote_failures_total', 'Failed remote KEK requests (retried or not), by kind: network, throttled, denied, sealed...', ['backend', 'kind'], () =>
+    remote(src.kek().remote, (m) => m.failures, 'kind'),
   );
   readCounter(registry, 'pgcmek_kek_remote_retries_total', 'Remote KEK requests repeated after a retryable failure', ['backend', 'operation'], () =>
     remote(src.kek().remote, (m) => m.retries),

@@ -53,6 +53,9 @@ export class Pump {
   private hdrCode = 0;
   private hdrLen = 0;
   private hdrKind = PASS;
+  /** Writes made while handling the current chunk, and whether dst is corked for it. */
+  private writesInChunk = 0;
+  private corked = false;
   /** Body bytes of a forwarded frame still to come. */
   private bodyLeft = 0;
   /** A WHOLE frame being assembled across chunks. */
@@ -145,6 +148,14 @@ export class Pump {
 
   private write(buf: Buffer): void {
     if (buf.length === 0) return;
+    // Inside process(), a second write means frames were rewritten mid-chunk: cork so the
+    // chunk still leaves as one writev, not one syscall per rewritten frame.
+    if (this.chunk !== null && !this.corked) {
+      if (this.writesInChunk++ > 0) {
+        this.dst.cork();
+        this.corked = true;
+      }
+    }
     if (!this.dst.write(buf) && !this.pausedForDst) {
       this.pausedForDst = true;
       this.src.pause();
@@ -173,6 +184,7 @@ export class Pump {
 
   private process(chunk: Buffer, start: number): void {
     this.chunk = chunk;
+    this.writesInChunk = 0;
     this.runStart = start;
     this.pos = start;
     const end = chunk.length;
@@ -271,6 +283,10 @@ export class Pump {
       this.hooks.fail(err as Error);
     } finally {
       this.chunk = null;
+      if (this.corked) {
+        this.corked = false;
+        this.dst.uncork();
+      }
     }
   }
 

@@ -122,14 +122,16 @@ export class KeyLoader {
     for (const r of row.wraps) {
       const fresh = makeWrapping(r.wrapped, false, r.withKey ? -Infinity : now + Math.max(0, this.activationMs - r.ageMs));
       const old = known.get(fresh.id);
-      if (old) {
+      // Known wrappings keep their activation time; one left unverified by a backend outage is checked again.
+      if (old && (old.verified || !this.backendFor(old.wrapped))) {
         out.push(old);
         continue;
       }
-      const verdict = await this.verify(group, r.wrapped, fresh.label);
+      const w = old ?? fresh;
+      const verdict = await this.verify(group, r.wrapped, w.label);
       if (verdict === 'rejected') continue;
-      fresh.verified = verdict === 'verified';
-      out.push(fresh);
+      w.verified = verdict === 'verified';
+      out.push(w);
     }
     return out;
   }

@@ -124,10 +124,12 @@ describe('command edges', () => {
     expect((err as AdminError).sqlstate).toBe('42601');
   });
 
-  it('refuses to backfill a searchable column (needs deterministic encryption)', async () => {
-    const err = await run('CMEK ENCRYPT EXISTING users.lookup').catch((e: unknown) => e);
-    expect((err as AdminError).sqlstate).toBe('0A000');
-    expect((err as AdminError).message).toMatch(/searchable/);
+  it('refuses to backfill or rotate a searchable column without its deterministic key', async () => {
+    for (const text of ['CMEK ENCRYPT EXISTING users.lookup', 'CMEK ROTATE KEK users']) {
+      const err = await run(text).catch((e: unknown) => e);
+      expect((err as AdminError).sqlstate).toBe('55000');
+      expect((err as AdminError).message).toMatch(/users\.lookup is searchable/);
+    }
   });
 
   it('names that are not configured are errors; with ALL, unusable columns are notices', async () => {

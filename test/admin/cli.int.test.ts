@@ -135,6 +135,25 @@ describe('pgcmek backfill / rotate-kek / status / verify (process)', () => {
     for (const r of got) expect(r.secret).toBe(`item-secret-${r.id}`);
   });
 
+  it('backfills a searchable column with its deterministic key (equal plaintexts, equal values)', async () => {
+    await db.client.query(`CREATE TABLE stok (id int PRIMARY KEY, h text); INSERT INTO stok SELECT g, 'v' || (g % 10) FROM generate_series(1, 100) g`);
+    const scfg = join(dir, 'searchable.yaml');
+    writeFileSync(scfg, `kek: { backend: local, local: { path: ${kek2}, previous: [${kek1}] } }\nencrypted:\n  public.stok:\n    h: { searchable: true }\n`);
+    const r = cli(['backfill', '--config', scfg, '-d', db.url, '--json', '-q']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)[0]).toMatchObject({ encrypted: '100' });
+    const { rows: got } = await db.client.query(`SELECT id, h FROM stok`);
+    const byPlain = new Map<string, Set<string>>();
+    const ring = ringOf(kek2, kek1);
+    for (const x of got) {
+      const p = await ring.decrypt(x.h);
+      expect(p).toBe(`v${x.id % 10}`);
+      byPlain.set(p, (byPlain.get(p) ?? new Set()).add(x.h));
+    }
+    await ring.close();
+    expect([...byPlain.values()].map((s) => s.size)).toEqual(Array(10).fill(1));
+  });
+
   it('usage errors exit 2', () => {
     expect(cli(['backfill', '--batch', 'x', '-c', cfg]).code).toBe(2);
     expect(cli(['decrypt-existing', '-c', cfg, 'items']).stderr).toMatch(/--confirm/);

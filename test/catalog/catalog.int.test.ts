@@ -200,6 +200,18 @@ describe('catalog resolution', () => {
     expect(again.lookup(f.get('secret')!.tableID, f.get('secret')!.columnID)).toMatchObject({ via: 'view' });
   });
 
+  it('quotes configured names safely whatever standard_conforming_strings says', async () => {
+    await db.client.query(`CREATE TABLE "we'ird\\name" (id int, "se'cr\\et" text)`);
+    const weird: TablePolicy[] = [{ schema: 'public', table: "we'ird\\name", columns: [col("se'cr\\et")] }];
+    for (const scs of ['on', 'off']) {
+      await db.client.query(`SET standard_conforming_strings = ${scs}`);
+      const c = await resolveCatalog(db.client, weird);
+      expect(c.warnings).toEqual([]);
+      expect(c.columnsOf('public', "we'ird\\name")).toEqual(['id', "se'cr\\et"]);
+    }
+    await db.client.query(`RESET standard_conforming_strings`);
+  });
+
   it('resolves nothing (and does not fail) for an empty configuration', async () => {
     const none = await resolveCatalog(db.client, []);
     expect(none.columns).toEqual([]);

@@ -1,6 +1,9 @@
 // The container files cannot be built here (no Docker engine), so this checks
 // what can be checked without one: they parse, and everything they name exists.
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -11,7 +14,18 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 const read = (p: string) => readFileSync(join(root, p), 'utf8');
 
 interface Compose {
-  services: Record<string, { build?: string; image?: string; volumes?: string[]; entrypoint?: string[]; configs?: { source: string; target: string }[] }>;
+  services: Record<
+    string,
+    {
+      build?: string;
+      image?: string;
+      volumes?: string[];
+      entrypoint?: string[];
+      configs?: { source: string; target: string }[];
+      environment?: Record<string, string>;
+      ports?: string[];
+    }
+  >;
   volumes?: Record<string, unknown>;
   configs?: Record<string, { content?: string; file?: string }>;
 }
@@ -90,6 +104,63 @@ describe('Dockerfile', () => {
   });
 });
 
+/** Runs a command (argv) with extra environment; resolves to its exit code. */
+function exitCode(argv: string[], env: Record<string, string> = {}): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(argv[0] === 'node' ? process.execPath : argv[0]!, argv.slice(1), { cwd: root, env: { PATH: process.env.PATH ?? '', ...env }, stdio: 'ignore' });
+    p.once('error', reject);
+    p.once('exit', (code) => resolve(code));
+  });
+}
+
+async function listen(server: Server | ReturnType<typeof createHttpServer>): Promise<number> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return (server.address() as AddressInfo).port;
+}
+
+describe('what the image runs', () => {
+  const ins = instructions();
+
+  it('CMD: `serve --help` of the built script exits 0', async () => {
+    if (!existsSync(join(root, 'dist/src/cli.js'))) throw new Error('dist/src/cli.js is missing: run `npx tsc -p tsconfig.json` (npm test does)');
+    const cmd = JSON.parse(ins.filter((i) => i.op === 'CMD').at(-1)!.args) as string[];
+    expect(await exitCode([...cmd.slice(0, 3), '--help'])).toBe(0);
+  });
+
+  it('EXPOSEs the proxy and the metrics ports', () => {
+    expect(ins.filter((i) => i.op === 'EXPOSE').flatMap((i) => i.args.split(/\s+/))).toEqual(['6432', '9187']);
+  });
+
+  describe('HEALTHCHECK', () => {
+    const check = JSON.parse(ins.find((i) => i.op === 'HEALTHCHECK')!.args.replace(/^.*?CMD /, '')) as string[];
+
+    it('without PGCMEK_HEALTH_URL: a TCP connect to PGCMEK_HEALTH_PORT', async () => {
+      const tcp = createServer((s) => s.destroy());
+      const port = await listen(tcp);
+      try {
+        expect(await exitCode(check, { PGCMEK_HEALTH_PORT: String(port) })).toBe(0);
+      } finally {
+        tcp.close();
+      }
+      expect(await exitCode(check, { PGCMEK_HEALTH_PORT: String(port) })).toBe(1);
+    });
+
+    it('with PGCMEK_HEALTH_URL: an HTTP GET that must answer 200', async () => {
+      let status = 200;
+      const http = createHttpServer((_req, res) => res.writeHead(status).end());
+      const port = await listen(http);
+      try {
+        const env = { PGCMEK_HEALTH_URL: `http://127.0.0.1:${port}/healthz` };
+        expect(await exitCode(check, env)).toBe(0);
+        status = 503;
+        expect(await exitCode(check, env)).toBe(1);
+      } finally {
+        http.close();
+      }
+    });
+  });
+});
+
 describe('docker-compose.yml', () => {
   const compose = parse(read('docker-compose.yml')) as Compose;
 
@@ -111,6 +182,11 @@ describe('docker-compose.yml', () => {
     for (const c of Object.values(compose.configs ?? {})) if (c.file) expect(existsSync(join(root, c.file))).toBe(true);
   });
 
+  it('publishes only pgcmek, and only on the loopback interface', () => {
+    expect(compose.services.postgres.ports).toBeUndefined();
+    expect(compose.services.pgcmek.ports).toEqual(['127.0.0.1:6432:6432', '127.0.0.1:9187:9187']);
+  });
+
   it('only pgcmek mounts the KEK volume, read-only', () => {
     const mounts = Object.entries(compose.services).flatMap(([name, s]) => (s.volumes ?? []).filter((v) => v.startsWith('kek:')).map((v) => [name, v]));
     expect(mounts).toEqual([
@@ -125,6 +201,9 @@ describe('docker-compose.yml', () => {
     expect(c.kek.local.path).toBe('/var/lib/pgcmek/kek.key');
     expect(c.upstream.host).toBe('postgres');
     expect(c.listen).toEqual({ host: '0.0.0.0', port: 6432 });
+    // Metrics on, and the image's HEALTHCHECK pointed at them.
+    expect(c.metrics).toEqual({ host: '0.0.0.0', port: 9187 });
+    expect(compose.services.pgcmek.environment?.PGCMEK_HEALTH_URL).toBe('http://127.0.0.1:9187/healthz');
     // Same columns as the example config.
     const example = parseConfig(read('config.yaml'), 'config.yaml', {}, { baseDir: root });
     expect(c.encrypted).toEqual(example.encrypted);

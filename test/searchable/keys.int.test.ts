@@ -116,7 +116,8 @@ describe('one DEK per column across replicas', () => {
     const k2 = newKek();
     const c = column('api_token', 'token_hash');
     const [a, b] = await Promise.all([rep(db.url, [k1, k2], [c]), rep(db.url, [k2, k1], [c])]);
-    await a.keys.refresh();
+    // Whoever lost the race added its wrapping after the winner loaded: both learn it at their next refresh.
+    await Promise.all([a.keys.refresh(), b.keys.refresh()]);
     expect(await count(db, `SELECT count(*) AS n FROM pgcmek.searchable_keys`)).toBe(1);
     expect(await count(db, `SELECT count(*) AS n FROM pgcmek.searchable_key_wraps`)).toBe(2);
     const ca = a.keys.equalityCandidates(c, buf('t'));
@@ -264,6 +265,28 @@ describe('a primary KEK that is down', () => {
       expect(tokenOf(v)).toBe(tokenOf(a.keys.encryptDeterministic(c, buf('v'))));
     } finally {
       await keys.close();
+    }
+  });
+
+  it('a wrapping left unverified by a backend outage is checked again at the next refresh', async () => {
+    const db = await freshDb();
+    const k1 = newKek();
+    const c = column('t', 'c');
+    await rep(db.url, [k1], [c]);
+    const remote = new FakeRemoteBackend();
+    const r2 = await SearchableKeys.load({ db: db.client, kek: { primary: remote, readable: [LocalKekBackend.fromKeys([k1])] }, columns: [c], log: quiet });
+    remote.fail = new Error('connect ECONNREFUSED');
+    const s = await SearchableKeys.load({ db: db.client, kek: { primary: LocalKekBackend.fromKeys([k1]), readable: [remote] }, columns: [c], log: quiet });
+    try {
+      const vault = () => s.describe()[0]!.wrappings.find((w) => w.kek.startsWith('vault:'))!;
+      expect(vault().verified).toBe(false);
+      expect(s.equalityCandidates(c, buf('v'))).toHaveLength(2); // still a candidate
+      remote.fail = undefined;
+      await s.refresh();
+      expect(vault().verified).toBe(true);
+    } finally {
+      await s.close();
+      await r2.close();
     }
   });
 

@@ -148,22 +148,29 @@ describe('lookups', () => {
       slots: (i, named) => ({ text: slotSql, values: h.slots(buf(plain[i]!)), ...(named && { name: 's' }) }),
       array: (i, named) => ({ text: lookupSql, values: [arrayParam(plain[i]!)], ...(named && { name: 'a' }) }),
     };
-    // Interleaved chunks: the machine's load hits every form alike.
+    // Interleaved chunks: the machine's load hits every form alike. Per form: the mean per
+    // lookup, and the median chunk (load spikes from other processes only slow chunks down).
     const timeForms = async (named: boolean, rounds: number) => {
-      const tot: Record<string, number> = {};
+      const chunks: Record<string, number[]> = {};
       for (let round = 0; round < rounds; round++) {
         for (let at = 0; at < M; at += 100) {
           for (const [name, q] of Object.entries(forms)) {
+            const part = sample.slice(at, at + 100);
             t = performance.now();
-            for (const i of sample.slice(at, at + 100)) {
+            for (const i of part) {
               const { rows } = await db.client.query(q(i, named));
               if (rows.length !== 1 || Number(rows[0].id) !== i) throw new Error(`${name} lookup missed`);
             }
-            tot[name] = (tot[name] ?? 0) + performance.now() - t;
+            (chunks[name] ??= []).push(((performance.now() - t) * 1000) / part.length);
           }
         }
       }
-      return Object.fromEntries(Object.entries(tot).map(([k, v]) => [k, (v * 1000) / (M * rounds)])) as Record<string, number>;
+      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+      const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+      return {
+        mean: Object.fromEntries(Object.entries(chunks).map(([k, v]) => [k, mean(v)])) as Record<string, number>,
+        median: Object.fromEntries(Object.entries(chunks).map(([k, v]) => [k, median(v)])) as Record<string, number>,
+      };
     };
     await timeForms(true, 1); // warm caches and plans
     const named = await timeForms(true, 2);
@@ -173,10 +180,12 @@ describe('lookups', () => {
       `[searchable] ${label}: plaintext ${x.plaintext!.toFixed(1)} µs | IN (${h.slotCount} slots), candidates ready ${rate(x, 'slotsDb')} | ` +
       `IN (${h.slotCount} slots) incl. crypto ${rate(x, 'slots')} | = ANY(array param) incl. crypto ${rate(x, 'array')}`;
     console.log(`[searchable] in process: encrypt ${encUs.toFixed(2)} µs/value; candidate slots ${slotsUs.toFixed(2)} µs/value`);
-    console.log(line(`${N} rows, ${M} lookups, prepared`, named));
-    console.log(line(`${N} rows, ${M} lookups, unnamed`, unnamed));
+    console.log(line(`${N} rows, ${M} lookups, prepared, mean`, named.mean));
+    console.log(line(`${N} rows, ${M} lookups, prepared, median chunk`, named.median));
+    console.log(line(`${N} rows, ${M} lookups, unnamed, mean`, unnamed.mean));
+    console.log(line(`${N} rows, ${M} lookups, unnamed, median chunk`, unnamed.median));
     // What the database does (index, plan reuse) must match plaintext within the issue's 0.8x bar.
     // The crypto per lookup is printed above; the report discusses it (machine load inflates it).
-    expect(named.plaintext! / named.slotsDb!).toBeGreaterThanOrEqual(0.8);
+    expect(named.median.plaintext! / named.median.slotsDb!).toBeGreaterThanOrEqual(0.8);
   });
 });
