@@ -42,7 +42,7 @@ export function rotateWork(p: LeafPlan, keyring: Keyring, primaryHeader: Buffer,
   const rewrap = searchable
     ? async (s: string) => (isEnvelope(s) && searchable.needsRewrap(ref, s) ? searchable.rewrapSearchable(ref, s) : undefined)
     : async (s: string) => (isEnvelope(s) && keyring.needsRotation(s) ? keyring.rewrap(s) : undefined);
-  // A searchable column's values carry its own key's header, not the keyring's: the keyring decides per value.
+  // A searchable column's values carry its own key's header, not the keyring's: its keys decide per value.
   const filter = searchable ? encryptedPredicate(p) : rotationPredicate(p, primaryHeader);
   switch (p.valueKind) {
     case 'text':

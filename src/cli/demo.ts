@@ -14,7 +14,7 @@ import { generateKekFile } from '../crypto/kek/local.js';
 import { setLogger } from '../log.js';
 import type { Command } from './command.js';
 import { UsageError, write, type CliIo, type Signal } from './io.js';
-import { flushLogs, loggerFor, runService } from './serve.js';
+import { loggerFor, runService } from './serve.js';
 
 const DATABASE = 'demo';
 
@@ -110,25 +110,21 @@ upstream server that config names, with its KEK and columns, as \`serve\` does.`
       const logger = loggerFor(config, io);
       setLogger(logger);
       const up = config.upstream;
-      try {
-        await runService({
-          config,
-          reread: read,
-          logger,
-          io,
-          onReady: ({ server }) =>
-            write(
-              io.stderr,
-              `\npgcmek is proxying ${up.host}:${up.port} (Ctrl-C stops it)\n` +
-                `  through pgcmek:     ${psql} -h ${server.host} -p ${server.port} -U USER DATABASE\n` +
-                `  Postgres directly:  ${psql} -h ${up.host} -p ${up.port} -U USER DATABASE\n\n`,
-            ),
-        });
-        logger.info('pgcmek stopped');
-        return 0;
-      } finally {
-        await flushLogs(logger);
-      }
+      await runService({
+        config,
+        reread: read,
+        logger,
+        io,
+        onReady: ({ server }) =>
+          write(
+            io.stderr,
+            `\npgcmek is proxying ${up.host}:${up.port} (Ctrl-C stops it)\n` +
+              `  through pgcmek:     ${psql} -h ${server.host} -p ${server.port} -U USER DATABASE\n` +
+              `  Postgres directly:  ${psql} -h ${up.host} -p ${up.port} -U USER DATABASE\n\n`,
+          ),
+      });
+      logger.info('pgcmek stopped');
+      return 0;
     }
 
     const dir = resolve((values.dir as string | undefined) ?? '.pgcmek-demo');
@@ -187,7 +183,6 @@ upstream server that config names, with its KEK and columns, as \`serve\` does.`
       latch.release();
       await cluster.stop();
       logger.info('pgcmek demo stopped');
-      await flushLogs(logger);
     }
   },
 };

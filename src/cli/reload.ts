@@ -31,6 +31,7 @@ interface Generation {
   keyring: Keyring;
   backends: KekBackend[];
   layer: EncryptionLayer;
+  factory: InterceptorFactory;
   sessions: number;
   retired: boolean;
 }
@@ -109,7 +110,7 @@ export class ProxyRuntime {
   /** The factory given to startProxy: each new session gets the current generation's interceptor. */
   readonly interceptor: InterceptorFactory = (info) => {
     const g = this.current;
-    const inner = g.layer.factory()(info);
+    const inner = g.factory(info);
     if (!inner) return undefined;
     g.sessions++;
     return new InstrumentedInterceptor(inner, this.stats, this.timer, () => this.release(g));
@@ -159,16 +160,21 @@ export class ProxyRuntime {
   private async build(config: Config): Promise<Generation> {
     const { keyring, backends } = await openKeyring(config.kek);
     const stats = this.stats;
-    stats.registerColumns(config.encrypted);
-    const admin = instrumentAdmin(createAdminGateway(config, keyring, stats.adminProgressFn), stats);
-    const layer = new EncryptionLayer({
-      config,
-      keyring,
-      logger: this.logger,
-      admin,
-      observer: { codec: new CountingCodec(keyring, stats), refused: (e) => stats.refused(e) },
-    });
-    return { id: this.nextId++, config, keyring, backends, layer, sessions: 0, retired: false };
+    try {
+      const admin = instrumentAdmin(createAdminGateway(config, keyring, stats.adminProgressFn), stats);
+      const layer = new EncryptionLayer({
+        config,
+        keyring,
+        logger: this.logger,
+        admin,
+        observer: { codec: new CountingCodec(keyring, stats), refused: (e) => stats.refused(e) },
+      });
+      stats.registerColumns(config.encrypted);
+      return { id: this.nextId++, config, keyring, backends, layer, factory: layer.factory(), sessions: 0, retired: false };
+    } catch (e) {
+      await keyring.close();
+      throw e;
+    }
   }
 
   private release(g: Generation): void {

@@ -6,6 +6,7 @@
 //   SIGHUP  re-reads the config for new sessions (reload.ts).
 // runService is shared with `demo`, which runs the same service in front of
 // its own Postgres.
+import { pino } from 'pino';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { createLogger, setLogger, type Logger } from '../log.js';
@@ -19,17 +20,15 @@ import type { ProxyRuntime } from './reload.js';
 import { describeError } from './report.js';
 
 export function loggerFor(config: Config, io: CliIo): Logger {
-  // The process's stdout gets pino's TTY handling; anything else (tests) is written to directly.
-  return io.stdout === process.stdout ? createLogger(config.log.level) : createLogger(config.log.level, io.stdout);
-}
-
-/**
- * Waits until the log lines written so far have reached stdout. pino writes
- * stdout asynchronously, and the bin calls process.exit() once main() returns:
- * without this the last lines ("pgcmek stopped") can be lost or come out of order.
- */
-export function flushLogs(logger: Logger): Promise<void> {
-  return new Promise((resolve) => logger.flush(() => resolve()));
+  // Anything but the process's stdout (tests) is written to directly.
+  if (io.stdout !== process.stdout) return createLogger(config.log.level, io.stdout);
+  // A terminal gets pino-pretty (createLogger's TTY handling).
+  if (process.stdout.isTTY && !process.env.CI) return createLogger(config.log.level);
+  // A pipe or a file: synchronous writes. pino's default stdout stream writes
+  // asynchronously, and the bin calls process.exit() when main() returns: the
+  // last lines ("pgcmek stopped") could be lost or come out of order. Logs are
+  // not per message, so a write(2) per line costs nothing that matters.
+  return createLogger(config.log.level, pino.destination({ dest: 1, sync: true }));
 }
 
 /** SignalSource with SIGHUP too (process and EventEmitter accept any signal name). */
@@ -110,7 +109,8 @@ function untilStopped(
       const grace = signal === 'SIGTERM' ? runtime.config.shutdownGraceSeconds * 1000 : 0;
       logger.info({ signal, graceSeconds: grace / 1000 }, 'shutting down');
       closing = server.close(grace);
-      closing.then(() => {
+      // A reload in progress finishes first, so that the keyring it built gets closed too.
+      closing.then(() => reloading).then(() => {
         signals.off('SIGTERM', onTerm);
         signals.off('SIGINT', onInt);
         signals.off('SIGHUP', onHup);
@@ -168,12 +168,8 @@ JSON lines on stdout (pretty on a terminal).`,
     const config = loadConfig(path, env);
     const logger = loggerFor(config, io);
     setLogger(logger);
-    try {
-      await runService({ config, reread: () => loadConfig(path, env), logger, io });
-      logger.info('pgcmek stopped');
-      return 0;
-    } finally {
-      await flushLogs(logger);
-    }
+    await runService({ config, reread: () => loadConfig(path, env), logger, io });
+    logger.info('pgcmek stopped');
+    return 0;
   },
 };

@@ -204,12 +204,34 @@ export class EncryptionSession implements Interceptor {
   /** Refusals that depend on the live catalog or features not wired yet. */
   private guard(plan: SqlPlan): SqlPlan {
     if (plan.kind !== 'plan') return plan;
+    const searchable = this.unwiredSearchable(plan);
+    if (searchable) {
+      return {
+        kind: 'reject',
+        error: {
+          code: '0A000',
+          reason: 'internal',
+          message: `pgcmek: ${searchable.schema}.${searchable.table}.${searchable.column} is searchable, and this proxy cannot yet encrypt it deterministically; refused so that lookups never silently miss`,
+          table: `${searchable.schema}.${searchable.table}`,
+          column: searchable.column,
+        },
+      };
+    }
     const cat = this.catalog();
     if (cat && cat.errors.length > 0) {
       const touched = plan.tablesTouched.find((t) => t.mapped && cat.errors.some((e) => e.includes(`${t.mapped!.schema}.${t.mapped!.table}`)));
       if (touched) return { kind: 'reject', error: { code: '42804', reason: 'internal', message: `pgcmek: ${cat.errors.find((e) => e.includes(`${touched.mapped!.schema}.${touched.mapped!.table}`))}` } };
     }
     return plan;
+  }
+
+  /** A searchable column this plan writes or compares (deterministic encryption is not wired into the proxy yet). */
+  private unwiredSearchable(plan: RewritePlan): ColumnTarget | undefined {
+    for (const p of plan.params.values()) if (p.target.policy.searchable) return p.target;
+    for (const l of plan.literals) if (l.target.policy.searchable) return l.target;
+    for (const p of plan.predicates) if (p.target.policy.searchable) return p.target;
+    for (const c of plan.copies) if (c.direction === 'in') for (const f of c.fields) if (f?.policy.searchable) return f;
+    return undefined;
   }
 
   private spliceLiterals(bytes: Buffer, plan: RewritePlan): MaybePromise<Buffer | undefined> {

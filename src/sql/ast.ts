@@ -56,7 +56,10 @@ export function castInfo(typeName: Ast | undefined): CastInfo {
   const name = names[names.length - 1] ?? '?';
   // "char" (quoted, one byte) is not bpchar: it would truncate ciphertext.
   const isArray = Array.isArray(typeName?.arrayBounds) && typeName!.arrayBounds.length > 0;
-  return { name, isArray, textLike: TEXT_TYPES.has(name) && !typeName?.setof };
+  // A length limit (varchar(20), char(30), and plain `char`, which is char(1)) would cut
+  // the envelope, which is longer than the plaintext: the secret would be lost.
+  const limited = Array.isArray(typeName?.typmods) && typeName!.typmods.length > 0;
+  return { name: limited ? `${name}(n)` : name, isArray, textLike: TEXT_TYPES.has(name) && !typeName?.setof && !limited };
 }
 
 /**

@@ -171,6 +171,6 @@ describe('SIGHUP', () => {
     const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
-    expect(logs().at(-1)?.msg).toBe('pgcmek stopped');
+    expect(logs().at(-1)?.msg, JSON.stringify(logs().slice(-10).map((l) => [l.msg, l.session, l.time]))).toBe('pgcmek stopped');
   });
 });

@@ -28,6 +28,12 @@ export class FakeSink extends EventEmitter {
   raw: Buffer[] = [];
   /** write() returns false while this is true (a slow reader). */
   full = false;
+  /** Corks seen (a real socket then sends the writes until uncork() as one writev). */
+  corks = 0;
+  cork(): void {
+    this.corks++;
+  }
+  uncork(): void {}
   write(b: Buffer): boolean {
     this.raw.push(b);
     this.writes.push(Buffer.from(b));

@@ -126,7 +126,7 @@ describe('rewritten statements run and store ciphertext', () => {
   });
 
   test('Django-style unnest bulk insert encrypts each array element; jsonb paths', async () => {
-    await run('INSERT INTO "app_model" ("secret", "token", "title") SELECT * FROM UNNEST(($1)::text[], ($2)::varchar(200)[], ($3)::varchar(100)[])', [
+    await run('INSERT INTO "app_model" ("secret", "token", "title") SELECT * FROM UNNEST(($1)::text[], ($2)::varchar[], ($3)::varchar(100)[])', [
       ['TOPSECRET-a', null],
       ['t1', 't2'],
       ['one', 'two'],

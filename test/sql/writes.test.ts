@@ -57,9 +57,13 @@ describe('INSERT … VALUES', () => {
     expect(sitesOf("INSERT INTO users (ssn, email, notes) VALUES ($1::text, CAST($2 AS varchar), 'x'::text)")).toEqual(
       ["$1 -> users.ssn", "$2 -> users.email", "'x' (x) -> users.notes"].sort(),
     );
-    expect(sitesOf("INSERT INTO users (ssn, email) VALUES (text 'a', $1::varchar(20) COLLATE \"C\")")).toEqual(
+    expect(sitesOf("INSERT INTO users (ssn, email) VALUES (text 'a', $1::varchar COLLATE \"C\")")).toEqual(
       ["$1 -> users.email", "'a' (a) -> users.ssn"].sort(),
     );
+    // A length limit applies to what is stored: the envelope, longer than the plaintext.
+    // Postgres truncates on an explicit cast, so the secret would be lost: refused.
+    refused("INSERT INTO users (ssn, email) VALUES (text 'a', $1::varchar(20) COLLATE \"C\")", 'unsupported_cast', 'public.users.email');
+    refused("INSERT INTO users (ssn) VALUES ($1::char(30))", 'unsupported_cast', 'public.users.ssn');
     refused('INSERT INTO users (ssn) VALUES ($1::int)', 'unsupported_cast', 'public.users.ssn');
     refused("INSERT INTO users (ssn) VALUES ('TOPSECRET'::bytea)", 'unsupported_cast', 'public.users.ssn');
     refused("INSERT INTO users (ssn) VALUES ('TOPSECRET'::\"char\")", 'unsupported_cast', 'public.users.ssn');
@@ -129,10 +133,13 @@ describe('INSERT … SELECT', () => {
   });
 
   test('unnest bulk inserts (Django 5.2) encrypt array elements', () => {
-    const sql = 'INSERT INTO "app_model" ("secret", "token", "title") SELECT * FROM UNNEST(($1)::text[], ($2)::varchar(64)[], ($3)::text[])';
+    const sql = 'INSERT INTO "app_model" ("secret", "token", "title") SELECT * FROM UNNEST(($1)::text[], ($2)::varchar[], ($3)::text[])';
     const p = planOf(sql);
     expect(sites(sql, p).sort()).toEqual(['$1[] -> app_model.secret', '$2[] -> app_model.token']);
     expect(p.params.get(1)!.elements).toBe(true);
+    // Django casts to the model field's varchar(n): the envelope would be truncated, so refused
+    // (declare the field as a TextField, or drop max_length, for an encrypted column).
+    refused('INSERT INTO "app_model" ("secret", "token") SELECT * FROM UNNEST(($1)::text[], ($2)::varchar(64)[])', 'unsupported_cast', 'public.app_model.token');
     expect(sitesOf("INSERT INTO app_model (secret) SELECT * FROM unnest(ARRAY['a', $1, NULL]::text[])")).toEqual(["$1 -> app_model.secret", "'a' (a) -> app_model.secret"].sort());
     expect(sitesOf('INSERT INTO app_model (secret) SELECT unnest($1::text[])')).toEqual(['$1[] -> app_model.secret']);
     expect(sitesOf('INSERT INTO app_model (secret, title) SELECT s, t FROM unnest($1::text[], $2::text[]) AS u(s, t)')).toEqual(['$1[] -> app_model.secret']);
