@@ -167,7 +167,10 @@ export class ProxyRuntime {
         keyring,
         logger: this.logger,
         admin,
-        observer: { codec: new CountingCodec(keyring, stats), refused: (e) => stats.refused(e) },
+        observer: {
+          codec: new CountingCodec(keyring, stats, { size: config.kek.dek.valueCacheSize ?? 0, ttlMs: config.kek.dek.cacheTtlSeconds * 1000 }),
+          refused: (e) => stats.refused(e),
+        },
       });
       stats.registerColumns(config.encrypted);
       return { id: this.nextId++, config, keyring, backends, layer, factory: layer.factory(), sessions: 0, retired: false };

@@ -88,6 +88,13 @@ function toPolicy(ctx: ReadContext, column: string, o: RawColumnOptions, path: s
     onDecryptError: o.on_decrypt_error ?? 'error',
     encryptEmpty: o.encrypt_empty ?? false,
   };
+  if (o.key_group !== undefined) {
+    if (!policy.searchable) return void problem(ctx, `${path}.key_group`, 'needs searchable: true (a key group shares a searchable column key)', line);
+    if (!/^[A-Za-z0-9_.:-]{1,63}$/.test(o.key_group)) {
+      return void problem(ctx, `${path}.key_group`, 'must be 1 to 63 letters, digits or _ . : -', line);
+    }
+    policy.keyGroup = o.key_group;
+  }
   if (o.json_paths === undefined) return policy;
   const paths = parseJsonPaths(o.json_paths);
   if (typeof paths === 'string') return void problem(ctx, `${path}.json_paths`, paths, line);

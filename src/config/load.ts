@@ -29,7 +29,7 @@ export function defaultConfig(): Config {
     kek: {
       backend: 'local',
       local: { previous: [] },
-      dek: { maxAgeSeconds: 300, maxUses: 100_000, cacheSize: 10_000, cacheTtlSeconds: 3600 },
+      dek: { maxAgeSeconds: 300, maxUses: 100_000, cacheSize: 10_000, cacheTtlSeconds: 3600, valueCacheSize: 10_000 },
     },
     encrypted: [],
     decryptUnmapped: 'off',
@@ -110,6 +110,7 @@ function build(r: RawConfig, source: string): Config {
         maxUses: k.dek?.max_uses ?? d.kek.dek.maxUses,
         cacheSize: k.dek?.cache_size ?? d.kek.dek.cacheSize,
         cacheTtlSeconds: k.dek?.cache_ttl_seconds ?? d.kek.dek.cacheTtlSeconds,
+        valueCacheSize: k.dek?.value_cache_size ?? d.kek.dek.valueCacheSize,
       },
     },
     encrypted: r.encrypted ?? [],

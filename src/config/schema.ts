@@ -67,6 +67,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export const COLUMN_OPTIONS = map({
   json_paths: strings(),
   searchable: bool(),
+  key_group: str(),
   on_decrypt_error: oneOf(['error', 'ciphertext'] as const),
   encrypt_empty: bool(),
 });
@@ -106,6 +107,7 @@ export const ROOT = map({
       max_uses: int(1, COUNT),
       cache_size: int(0, COUNT),
       cache_ttl_seconds: int(0, COUNT),
+      value_cache_size: int(0, COUNT),
     }),
   }),
   encrypted: { kind: 'encrypted' as const },

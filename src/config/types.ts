@@ -13,6 +13,11 @@ export interface ColumnPolicy {
   jsonPaths?: string[][];
   /** Deterministic encryption so equality lookups keep working (issue 6). */
   searchable: boolean;
+  /**
+   * Searchable columns with the same group share one key, so equality between
+   * them (joins) can match. Undefined: the column has a key of its own.
+   */
+  keyGroup?: string;
   /** What a reader gets when a value cannot be decrypted. */
   onDecryptError: 'error' | 'ciphertext';
   /** Empty strings stay empty by default (not secret; keeps `col = ''` working). */
@@ -56,6 +61,11 @@ export interface DekPolicy {
   cacheSize: number;
   /** How long an unwrapped DEK stays cached (0 = no expiry). */
   cacheTtlSeconds: number;
+  /**
+   * Decrypted column values kept in memory (LRU keyed by the stored envelope, expiring
+   * with cacheTtlSeconds) so hot rows are not decrypted on every read; 0 = off.
+   */
+  valueCacheSize?: number;
 }
 
 export interface KekConfig {

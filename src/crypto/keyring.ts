@@ -66,6 +66,7 @@ interface UnwrapPlan {
 
 export class Keyring {
   private readonly primary: KekBackend;
+  private readonly readable: KekBackend[];
   private readonly byTag = new Map<number, KekBackend>();
   private readonly cache: DekCache;
   private readonly writer: DekWriter;
@@ -78,6 +79,7 @@ export class Keyring {
 
   constructor(opts: KeyringOptions) {
     this.primary = opts.primary;
+    this.readable = [...opts.readable];
     for (const b of [opts.primary, ...opts.readable]) {
       const seen = this.byTag.get(b.tag);
       if (seen && seen !== b) throw new Error(`two ${b.name} backends given to one keyring`);
@@ -98,6 +100,14 @@ export class Keyring {
       throw e;
     }
     return new Keyring({ primary, readable, dek: kek.dek });
+  }
+
+  /**
+   * The backend instances this keyring wraps and unwraps with. Searchable
+   * columns (src/searchable) wrap their column DEKs through the same ones.
+   */
+  backends(): { primary: KekBackend; readable: KekBackend[] } {
+    return { primary: this.primary, readable: [...this.readable] };
   }
 
   static isEncrypted(v: string | Buffer): boolean {

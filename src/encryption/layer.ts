@@ -45,7 +45,8 @@ export class EncryptionLayer {
 
   constructor(readonly opts: EncryptionLayerOptions) {
     this.tables = opts.config.encrypted;
-    this.codec = opts.observer?.codec ?? new ValueCodec(opts.keyring);
+    const dek = opts.config.kek.dek;
+    this.codec = opts.observer?.codec ?? new ValueCodec(opts.keyring, { size: dek.valueCacheSize ?? 0, ttlMs: dek.cacheTtlSeconds * 1000 });
     this.catalogs = new CatalogCache(0, { maxAgeMs: 60_000 });
     this.logger = opts.logger;
     this.decryptUnmapped = opts.config.decryptUnmapped === 'prefixed';

@@ -7,6 +7,7 @@ import { Keyring } from '../crypto/keyring.js';
 import { CMEKDecryptionError } from '../crypto/errors.js';
 import { encryptPathsSync, decryptPathsSync, encryptPaths, decryptPaths, wrapJsonString, unwrapJsonString } from '../admin/json-paths.js';
 import { JSON_OID, JSONB_OID } from '../catalog/column-types.js';
+import type { SearchableColumnKey } from '../searchable/column-key.js';
 
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -21,8 +22,59 @@ export function shapeOf(baseTypeOid: number): ValueShape {
 
 const JSONB_VERSION = 1;
 
+export interface ValueCacheOptions {
+  /** Decrypted values kept (0 = no cache). */
+  size: number;
+  /** Entry lifetime in ms (0 = no expiry). */
+  ttlMs: number;
+  now?: () => number;
+}
+
+/**
+ * Decrypted values by stored envelope: a hot row read again costs a Map lookup
+ * instead of an HMAC and an AES decryption. The key is the whole envelope, MAC
+ * included, so only a value that already passed its MAC check is ever served.
+ */
+class ValueCache {
+  private readonly map = new Map<string, { pt: Buffer; at: number }>();
+  private readonly now: () => number;
+  constructor(private readonly o: ValueCacheOptions) {
+    this.now = o.now ?? Date.now;
+  }
+  get(key: string): Buffer | undefined {
+    const e = this.map.get(key);
+    if (!e) return undefined;
+    if (this.o.ttlMs > 0 && this.now() - e.at > this.o.ttlMs) {
+      this.map.delete(key);
+      return undefined;
+    }
+    this.map.delete(key); // LRU: most recent last
+    this.map.set(key, e);
+    return e.pt;
+  }
+  set(key: string, pt: Buffer): void {
+    this.map.set(key, { pt, at: this.now() });
+    if (this.map.size > this.o.size) this.map.delete(this.map.keys().next().value!);
+  }
+  clear(): void {
+    this.map.clear();
+  }
+}
+
 export class ValueCodec {
-  constructor(readonly keyring: Keyring) {}
+  private readonly cache: ValueCache | undefined;
+
+  constructor(
+    readonly keyring: Keyring,
+    cache?: ValueCacheOptions,
+  ) {
+    if (cache && cache.size > 0) this.cache = new ValueCache(cache);
+  }
+
+  /** Forget every cached plaintext (config reload, shutdown). */
+  clearCache(): void {
+    this.cache?.clear();
+  }
 
   /** Encrypts a plaintext value bound for a configured column. Null stays null; empty stays empty unless encrypt_empty. */
   encrypt(value: Buffer, policy: ColumnPolicy, shape: ValueShape, binary: boolean): MaybePromise<Buffer> {
@@ -53,9 +105,32 @@ export class ValueCodec {
     return this.keyring.tryEncryptSync(value) ?? this.keyring.encryptBytes(value);
   }
 
+  /**
+   * A searchable column's value: deterministic under the column's key, so equal
+   * plaintexts are equal strings (lookups, unique indexes). Synchronous: no KEK
+   * call. A value already under this key is kept (written back unchanged).
+   */
+  encryptSearchable(value: Buffer, key: SearchableColumnKey): Buffer {
+    if (Keyring.isEncrypted(value) && key.group.wrappingOf(value)) return value;
+    return key.encrypt(value);
+  }
+
   decryptText(value: Buffer): MaybePromise<Buffer> {
     if (!Keyring.isEncrypted(value)) return value;
-    return this.keyring.tryDecryptSync(value) ?? this.keyring.decryptBytes(value);
+    const cache = this.cache;
+    if (!cache) return this.keyring.tryDecryptSync(value) ?? this.keyring.decryptBytes(value);
+    const key = value.toString('latin1');
+    const hit = cache.get(key);
+    if (hit) return hit;
+    const pt = this.keyring.tryDecryptSync(value);
+    if (pt) {
+      cache.set(key, pt);
+      return pt;
+    }
+    return this.keyring.decryptBytes(value).then((b) => {
+      cache.set(key, b);
+      return b;
+    });
   }
 
   private encryptJsonDoc(doc: string, policy: ColumnPolicy): MaybePromise<string> {

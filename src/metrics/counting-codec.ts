@@ -7,7 +7,7 @@ import type { ColumnPolicy } from '../config/types.js';
 import { CMEKDecryptionError } from '../crypto/errors.js';
 import { RemoteKekError } from '../crypto/kek/retry.js';
 import type { Keyring } from '../crypto/keyring.js';
-import { ValueCodec, type MaybePromise, type ValueShape } from '../encryption/values.js';
+import { ValueCodec, type MaybePromise, type ValueCacheOptions, type ValueShape } from '../encryption/values.js';
 import { bump, type ProxyStats } from './stats.js';
 
 /** A failure's label: the decryption reason, or what kind of thing broke (never its message). */
@@ -21,8 +21,9 @@ export class CountingCodec extends ValueCodec {
   constructor(
     keyring: Keyring,
     private readonly stats: ProxyStats,
+    cache?: ValueCacheOptions,
   ) {
-    super(keyring);
+    super(keyring, cache);
   }
 
   override encrypt(value: Buffer, policy: ColumnPolicy, shape: ValueShape, binary: boolean): MaybePromise<Buffer> {

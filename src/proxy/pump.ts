@@ -53,9 +53,8 @@ export class Pump {
   private hdrCode = 0;
   private hdrLen = 0;
   private hdrKind = PASS;
-  /** Writes made while handling the current chunk, and whether dst is corked for it. */
-  private writesInChunk = 0;
-  private corked = false;
+  /** Writes gathered while handling the current chunk (see write()). */
+  private pendingOut: Buffer[] = [];
   /** Body bytes of a forwarded frame still to come. */
   private bodyLeft = 0;
   /** A WHOLE frame being assembled across chunks. */
@@ -148,18 +147,35 @@ export class Pump {
 
   private write(buf: Buffer): void {
     if (buf.length === 0) return;
-    // Inside process(), a second write means frames were rewritten mid-chunk: cork so the
-    // chunk still leaves as one writev, not one syscall per rewritten frame.
-    if (this.chunk !== null && !this.corked) {
-      if (this.writesInChunk++ > 0) {
-        this.dst.cork();
-        this.corked = true;
-      }
+    // Inside process(), writes are gathered and leave together when the chunk is done:
+    // a chunk with rewritten frames then costs one writev, not one syscall per piece.
+    if (this.chunk !== null) {
+      this.pendingOut.push(buf);
+      return;
     }
+    this.send(buf);
+  }
+
+  private send(buf: Buffer): void {
     if (!this.dst.write(buf) && !this.pausedForDst) {
       this.pausedForDst = true;
       this.src.pause();
     }
+  }
+
+  /** Sends what process() gathered: one write, or one corked batch (a single writev). */
+  private flushPending(): void {
+    const out = this.pendingOut;
+    if (out.length === 0) return;
+    this.pendingOut = [];
+    if (out.length === 1) return this.send(out[0]!);
+    let total = 0;
+    for (const b of out) total += b.length;
+    // Small batches: one copy beats a writev of many tiny iovecs (Node's writev path costs more than a memcpy).
+    if (total <= 65536) return this.send(Buffer.concat(out, total));
+    this.dst.cork();
+    for (const b of out) this.send(b);
+    this.dst.uncork();
   }
 
   private flushRun(): void {
@@ -184,7 +200,6 @@ export class Pump {
 
   private process(chunk: Buffer, start: number): void {
     this.chunk = chunk;
-    this.writesInChunk = 0;
     this.runStart = start;
     this.pos = start;
     const end = chunk.length;
@@ -283,10 +298,7 @@ export class Pump {
       this.hooks.fail(err as Error);
     } finally {
       this.chunk = null;
-      if (this.corked) {
-        this.corked = false;
-        this.dst.uncork();
-      }
+      this.flushPending();
     }
   }
 

@@ -58,8 +58,8 @@ export function displayColumn(c: ColumnRef): string {
 }
 
 /**
- * The searchable columns of a configuration. `keyGroups` maps a column
- * (`schema.table.column`) to its key group until the config carries one.
+ * The searchable columns of a configuration, with their `key_group`.
+ * `keyGroups` maps a column (`schema.table.column`) to a group, overriding the config (tests).
  */
 export function searchableColumnsOf(encrypted: TablePolicy[], keyGroups: Record<string, string> = {}): SearchableColumn[] {
   const out: SearchableColumn[] = [];
@@ -67,7 +67,7 @@ export function searchableColumnsOf(encrypted: TablePolicy[], keyGroups: Record<
     for (const c of t.columns) {
       if (!c.searchable) continue;
       const ref = { schema: t.schema, table: t.table, column: c.column };
-      const group = keyGroups[displayColumn(ref)];
+      const group = keyGroups[displayColumn(ref)] ?? c.keyGroup;
       out.push({ ...ref, encryptEmpty: c.encryptEmpty, ...(group !== undefined && { keyGroup: group }) });
     }
   }

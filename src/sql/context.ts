@@ -39,11 +39,18 @@ export function newParamState(): ParamState {
   return { occurrences: new Map(), values: new Map(), predicateLocations: new Set() };
 }
 
+/**
+ * Values of the two columns are interchangeable ciphertext. Searchable columns
+ * also need one key (the same column, or one `key_group`): with different keys
+ * equal plaintexts are different strings, so a join could never match and a
+ * copied value could never be found.
+ */
 export function samePolicy(a: ColumnPolicy, b: ColumnPolicy): boolean {
   return (
     a.searchable === b.searchable &&
     a.encryptEmpty === b.encryptEmpty &&
-    JSON.stringify(a.jsonPaths ?? null) === JSON.stringify(b.jsonPaths ?? null)
+    JSON.stringify(a.jsonPaths ?? null) === JSON.stringify(b.jsonPaths ?? null) &&
+    (!a.searchable || a === b || (a.keyGroup !== undefined && a.keyGroup === b.keyGroup))
   );
 }
 

@@ -25,7 +25,7 @@ describe('defaults', () => {
     expect(c.upstream).toEqual({ host: '127.0.0.1', port: 5432, tls: 'prefer' });
     expect(c.workers).toBe(1);
     expect(c.shutdownGraceSeconds).toBe(30);
-    expect(c.kek.dek).toEqual({ maxAgeSeconds: 300, maxUses: 100000, cacheSize: 10000, cacheTtlSeconds: 3600 });
+    expect(c.kek.dek).toEqual({ maxAgeSeconds: 300, maxUses: 100000, cacheSize: 10000, cacheTtlSeconds: 3600, valueCacheSize: 10000 });
     expect(c.decryptUnmapped).toBe('off');
     expect(c.admin.roles).toEqual(['postgres']);
     expect(c.log.level).toBe('info');
@@ -59,7 +59,7 @@ kek:
   local: { path: /a.key, previous: [/b.key, /c.key] }
   vault: { addr: https://vault:8200, token: s.x, key_name: pgcmek, namespace: ns, ca_file: /vca.pem, mount: tr }
   aws_kms: { key_id: alias/k, region: eu-west-1, endpoint: http://localhost:4566 }
-  dek: { max_age_seconds: 0, max_uses: 1, cache_size: 0, cache_ttl_seconds: 0 }
+  dek: { max_age_seconds: 0, max_uses: 1, cache_size: 0, cache_ttl_seconds: 0, value_cache_size: 5 }
 decrypt_unmapped: prefixed
 admin: { roles: [ops, postgres] }
 log: { level: debug }
@@ -76,7 +76,7 @@ metrics: { host: 0.0.0.0, port: 9999 }
       local: { path: '/a.key', previous: ['/b.key', '/c.key'] },
       vault: { addr: 'https://vault:8200', token: 's.x', keyName: 'pgcmek', namespace: 'ns', caFile: '/vca.pem', mount: 'tr' },
       awsKms: { keyId: 'alias/k', region: 'eu-west-1', endpoint: 'http://localhost:4566' },
-      dek: { maxAgeSeconds: 0, maxUses: 1, cacheSize: 0, cacheTtlSeconds: 0 },
+      dek: { maxAgeSeconds: 0, maxUses: 1, cacheSize: 0, cacheTtlSeconds: 0, valueCacheSize: 5 },
     });
     expect(c.decryptUnmapped).toBe('prefixed');
     expect(c.admin.roles).toEqual(['ops', 'postgres']);
