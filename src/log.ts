@@ -32,7 +32,8 @@ export function createLogger(level: string = 'info', destination?: pino.Destinat
   if (process.stdout.isTTY && !process.env.CI) {
     return pino({ ...opts, transport: { target: 'pino-pretty', options: { destination: 1 } } });
   }
-  return pino(opts);
+  // A pipe or file: synchronous writes, so the last lines are not lost when the process exits.
+  return pino(opts, pino.destination({ dest: 1, sync: true }));
 }
 
 let root: Logger | undefined;

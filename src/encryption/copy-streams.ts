@@ -1,6 +1,7 @@
 // COPY through the proxy: which COPY a CopyIn/CopyOutResponse belongs to (the
 // plans of each forwarded Query, in statement order), and the streaming
-// encryptor/decryptor for its data. Fails closed: a COPY FROM STDIN into an
+// encryptor/decryptor for its data (searchable columns: deterministically, with
+// the column's key). Fails closed: a COPY FROM STDIN into an
 // encrypted table that cannot be encrypted is turned into a CopyFail, so the
 // server rejects it rather than store plaintext.
 import type { ColumnPolicy } from '../config/types.js';
@@ -9,6 +10,7 @@ import type { Logger } from '../log.js';
 import { BackendCode as B, FrontendCode as F } from '../protocol/codes.js';
 import { COPY_DONE, encodeCopyData, encodeCopyFail } from '../protocol/frontend/copy.js';
 import type { Verdict } from '../proxy/interceptor.js';
+import type { SearchableColumnKey } from '../searchable/column-key.js';
 import type { ColumnTarget, CopyFormatOptions, CopyInPlan, CopyOutPlan, CopyPlan } from '../sql/types.js';
 import type { CopyFormat } from './copy-format.js';
 import { CopyInEncryptor } from './copy-in.js';
@@ -49,6 +51,8 @@ export class CopyStreams {
     private readonly codec: ValueCodec,
     private readonly shapeOf: (t: ColumnTarget) => ValueShape,
     private readonly logger: Logger,
+    /** A searchable column's key (deterministic encryption); throws when it is not loaded. */
+    private readonly searchableKey: (t: ColumnTarget) => SearchableColumnKey,
   ) {}
 
   queryForwarded(plans: readonly CopyPlan[]): void {
@@ -137,12 +141,16 @@ export class CopyStreams {
 
   private startIn(plan: CopyInPlan): void {
     const fields: number[] = [];
-    const policies = new Map<number, { policy: ColumnPolicy; shape: ValueShape }>();
-    plan.fields.forEach((t, i) => {
-      if (!t) return;
-      fields.push(i);
-      policies.set(i, { policy: t.policy, shape: this.shapeOf(t) });
-    });
+    const policies = new Map<number, { policy: ColumnPolicy; shape: ValueShape; key?: SearchableColumnKey }>();
+    try {
+      plan.fields.forEach((t, i) => {
+        if (!t) return;
+        fields.push(i);
+        policies.set(i, { policy: t.policy, shape: this.shapeOf(t), ...(t.policy.searchable && { key: this.searchableKey(t) }) });
+      });
+    } catch (e) {
+      return this.refuseIn(`pgcmek: ${e instanceof Error ? e.message : String(e)}`);
+    }
     if (fields.length === 0) return;
     if (plan.format === 'binary') return this.refuseIn('pgcmek: binary COPY into an encrypted table is not supported; use text or CSV');
     this.copyIn = new CopyInEncryptor({
@@ -151,6 +159,7 @@ export class CopyStreams {
       encryptEmpty: fields.filter((i) => policies.get(i)!.policy.encryptEmpty),
       transform: (v, i) => {
         const p = policies.get(i)!;
+        if (p.key) return this.codec.encryptSearchable(Buffer.from(v), p.key);
         return this.codec.encrypt(Buffer.from(v), p.policy, p.shape, false);
       },
     });

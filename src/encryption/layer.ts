@@ -13,7 +13,10 @@ import type { InterceptorFactory, SessionInfo } from '../proxy/interceptor.js';
 import { ValueCodec } from './values.js';
 import { EncryptionSession } from './session.js';
 import type { AdminGateway } from './admin-gateway.js';
-import type { SqlRejection } from '../sql/types.js';
+import type { RewritePlan, SqlRejection } from '../sql/types.js';
+import { searchableColumnsOf } from '../searchable/types.js';
+import { SearchableRegistry, type SearchableOptions } from './searchable-keys.js';
+import { statementShape, type StatementShape } from './searchable-sql.js';
 
 /** Operational hooks (src/metrics): counted off the hot path or in a codec subclass. */
 export interface EncryptionObserver {
@@ -30,6 +33,8 @@ export interface EncryptionLayerOptions {
   /** Runs `CMEK …` admin commands for a session (issue 5); absent = refused. */
   admin?: AdminGateway;
   observer?: EncryptionObserver;
+  /** Searchable columns: key refresh, activation delay, candidate slots (defaults in src/searchable). */
+  searchable?: SearchableOptions;
 }
 
 export class EncryptionLayer {
@@ -39,7 +44,11 @@ export class EncryptionLayer {
   readonly logger: Logger;
   readonly decryptUnmapped: boolean;
   readonly admin: AdminGateway | undefined;
+  /** Searchable column keys, per database. */
+  readonly searchable: SearchableRegistry;
   private readonly analyzers = new Map<string, SqlAnalyzer>();
+  /** Where each plan's searchable comparisons sit in its text (plans are shared, so is this). */
+  private readonly shapes = new WeakMap<RewritePlan, StatementShape | Error>();
   /** Catalog problems already logged, per database (log each once, not per session). */
   private readonly reported = new Set<string>();
 
@@ -51,6 +60,27 @@ export class EncryptionLayer {
     this.logger = opts.logger;
     this.decryptUnmapped = opts.config.decryptUnmapped === 'prefixed';
     this.admin = opts.admin;
+    this.searchable = new SearchableRegistry(searchableColumnsOf(this.tables), opts.keyring, opts.logger, opts.searchable);
+  }
+
+  /** The positions of a plan's searchable comparisons in `bytes` (its text); throws RewriteError. */
+  shapeOf(plan: RewritePlan, bytes: Buffer): StatementShape {
+    let s = this.shapes.get(plan);
+    if (s === undefined) {
+      try {
+        s = statementShape(bytes.toString('utf8'), plan.predicates);
+      } catch (e) {
+        s = e instanceof Error ? e : new Error(String(e));
+      }
+      this.shapes.set(plan, s);
+    }
+    if (s instanceof Error) throw s;
+    return s;
+  }
+
+  /** The layer is retired (config reload): zero the searchable keys. */
+  close(): Promise<void> {
+    return this.searchable.close();
   }
 
   get keyring(): Keyring {

@@ -54,7 +54,13 @@ const COMMENTS = new Set(['SQL_COMMENT', 'C_COMMENT']);
 
 export function scanTokens(text: string): Tok[] {
   const out: Tok[] = [];
-  for (const t of scanSync(text).tokens) {
+  let tokens: ReturnType<typeof scanSync>['tokens'];
+  try {
+    tokens = scanSync(text).tokens;
+  } catch (e) {
+    throw new RewriteError(`the statement could not be scanned (${(e as Error).name})`);
+  }
+  for (const t of tokens) {
     if (COMMENTS.has(t.tokenName)) continue;
     out.push({ start: t.start, end: t.end, text: t.text, name: t.tokenName, kw: t.keywordKind });
   }

@@ -1,15 +1,17 @@
 // One proxy session's encryption: the interceptor the proxy core calls with the
 // frames it asked for (see src/proxy/interceptor.ts). Writes: Query and Parse
 // texts are planned by the SQL analysis (literals spliced, statements refused),
-// Bind parameters and COPY FROM data are encrypted. Reads: DataRows and COPY TO
-// data are decrypted using the result's RowDescription and the live catalog.
+// Bind parameters and COPY FROM data are encrypted. Comparisons on searchable
+// columns are widened to every stored form of the value (searchable-rewrite.ts).
+// Reads: DataRows and COPY TO data are decrypted using the result's
+// RowDescription and the live catalog.
 // docs/ARCHITECTURE.md ("The encryption layer") walks through it.
 import type { ResolvedCatalog } from '../catalog/types.js';
 import { buildCatalog } from '../catalog/build.js';
 import { catalogQuery, type CatalogRow } from '../catalog/query.js';
 import { CMEKDecryptionError, KekConfigError } from '../crypto/errors.js';
 import { RemoteKekError } from '../crypto/kek/retry.js';
-import { BackendCode as B, FrontendCode as F } from '../protocol/codes.js';
+import { BackendCode as B, FrontendCode as F, TxStatus } from '../protocol/codes.js';
 import { decodeDataRow } from '../protocol/backend/data-row.js';
 import { decodeRowDescription } from '../protocol/backend/row-description.js';
 import { decodeParse, encodeParse } from '../protocol/frontend/parse.js';
@@ -20,14 +22,18 @@ import { FORWARD, DROP, type InterceptContext, type Interceptor, type SessionInf
 import type { Pending, ResultShape } from '../proxy/state.js';
 import { SqlSession } from '../sql/session.js';
 import { quoteLiteral, spliceLiterals } from '../sql/lexical.js';
-import type { ColumnTarget, CopyPlan, ParamSite, RewritePlan, SqlPlan, SqlRejection } from '../sql/types.js';
+import type { ColumnTarget, CopyPlan, RewritePlan, SqlPlan, SqlRejection } from '../sql/types.js';
+import { SearchableKeyError } from '../searchable/types.js';
 import type { EncryptionLayer } from './layer.js';
 import { planRows, decryptDataRow, RowDecryptError, type RowPlan, type FieldPlan } from './rows.js';
-import { encryptBind, ParamError } from './params.js';
+import { BindCountError, encryptBind, ParamError, type BindPlan } from './params.js';
 import { errorFrame, raiseFrames, raiseStatement, SQLSTATE_DECRYPT_FAILED } from './refusal.js';
 import { shapeOf, type MaybePromise, type ValueShape } from './values.js';
 import { CopyStreams } from './copy-streams.js';
 import { runAdmin } from './admin-reply.js';
+import type { Edit } from './searchable-rewrite.js';
+import { RewriteError } from './searchable-sql.js';
+import { rewriteRefusal, SearchableStatements } from './searchable-session.js';
 
 const FRONTEND = [F.Query, F.Parse, F.Bind, F.Execute, F.Describe, F.Close, F.Sync, F.Flush, F.CopyData, F.CopyDone, F.CopyFail];
 const BACKEND = [
@@ -43,8 +49,9 @@ export class EncryptionSession implements Interceptor {
 
   private readonly sql: SqlSession;
   private lastCatalog: ResolvedCatalog | undefined;
-  /** Prepared statement name → the Bind parameters to encrypt. */
-  private readonly stmtParams = new Map<string, ReadonlyMap<number, ParamSite>>();
+  /** Prepared statement name → what its Binds need (parameters to encrypt, searchable candidates to fill). */
+  private readonly stmtParams = new Map<string, BindPlan>();
+  private readonly searchable: SearchableStatements;
   /** Statements whose text names a configured table: their results need a RowDescription. */
   private readonly readsMapped = new Set<string>();
   private readonly rowPlans = new WeakMap<ResultShape, RowPlan | null>();
@@ -61,23 +68,38 @@ export class EncryptionSession implements Interceptor {
     private readonly info: SessionInfo,
   ) {
     this.sql = new SqlSession(layer.analyzer(info.database));
-    this.copies = new CopyStreams(layer.codec, (t) => this.shapeOfTarget(t), layer.logger);
+    this.searchable = new SearchableStatements(layer, info.database, (t) => this.shapeOfTarget(t));
+    this.copies = new CopyStreams(layer.codec, (t) => this.shapeOfTarget(t), layer.logger, (t) => this.searchable.key(t));
   }
 
   // ---- client → server ---------------------------------------------------
 
   onFrontend(code: number, frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict> {
     if (this.refusing) return this.whileRefusing(code, ctx);
-    if ((code === F.Query || code === F.Parse) && this.layer.tables.length > 0 && !this.catalog() && ctx.state!.queue.length === 0) {
-      return this.loadCatalog(ctx).then(
-        () => this.frontend(code, frame, ctx),
-        (err: unknown) => {
-          ctx.logger.warn({ reason: (err as Error).message }, 'catalog load failed; positional writes to encrypted tables are refused until it loads');
-          return this.frontend(code, frame, ctx);
-        },
-      );
+    if ((code === F.Query || code === F.Parse) && this.layer.tables.length > 0 && ctx.state!.queue.length === 0) {
+      const ready = this.idlePoint(ctx);
+      if (ready) return ready.then(() => this.frontend(code, frame, ctx));
     }
     return this.frontend(code, frame, ctx);
+  }
+
+  /**
+   * Nothing is pending on the session: the proxy may use its connection. Loads
+   * the catalog when missing, then loads or refreshes the database's searchable
+   * keys when due (only outside a transaction: key-table writes must not join one).
+   */
+  private idlePoint(ctx: InterceptContext): Promise<void> | undefined {
+    const keys = () =>
+      this.layer.searchable.enabled && ctx.state!.txStatus === TxStatus.Idle
+        ? this.layer.searchable.maintain(this.info.database, this, ctx, this.catalog())
+        : undefined;
+    if (this.catalog()) return keys();
+    return this.loadCatalog(ctx).then(
+      () => keys(),
+      (err: unknown) => {
+        ctx.logger.warn({ reason: (err as Error).message }, 'catalog load failed; positional writes to encrypted tables are refused until it loads');
+      },
+    );
   }
 
   private frontend(code: number, frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict> {
@@ -115,12 +137,12 @@ export class EncryptionSession implements Interceptor {
     if (plan.isDdl) this.ddl = true;
     this.copies.queryForwarded(plan.copies);
     const failed = (e: unknown): Verdict => {
-      const error = writeFailure(e);
+      const error = e instanceof RewriteError ? rewriteRefusal(e, plan) : writeFailure(e);
       this.logRefusal(ctx, error);
       return encodeQuery(raiseStatement(error));
     };
     try {
-      const spliced = this.spliceLiterals(body, plan);
+      const spliced = this.spliceLiterals(body, plan, this.searchable.queryEdits(body, plan));
       const toFrame = (b: Buffer | undefined): Verdict => (b ? queryFrame(b) : FORWARD);
       return spliced instanceof Promise ? spliced.then(toFrame, failed) : toFrame(spliced);
     } catch (e) {
@@ -144,14 +166,21 @@ export class EncryptionSession implements Interceptor {
       return this.refuse(ctx, { code: '0A000', reason: 'internal', message: 'pgcmek: COPY FROM STDIN into an encrypted table must use the simple query protocol' });
     }
     if (plan.isDdl) this.ddl = true;
-    if (plan.params.size > 0) this.stmtParams.set(parse.name, plan.params);
     this.readsMapped.add(parse.name);
-    const failed = (e: unknown): Verdict => this.refuse(ctx, writeFailure(e));
+    const failed = (e: unknown): Verdict => this.refuse(ctx, e instanceof RewriteError ? rewriteRefusal(e, plan) : writeFailure(e));
     try {
-      const spliced = this.spliceLiterals(text, plan);
-      const toFrame = (b: Buffer | undefined): Verdict => (b ? encodeParse({ ...parse, text: b.toString('utf8') }) : FORWARD);
+      const rw = this.searchable.parseRewrite(text, plan, parse.paramTypes);
+      if (plan.params.size > 0 || rw) this.stmtParams.set(parse.name, { writes: plan.params, ...(rw && { rewrite: rw }) });
+      const spliced = this.spliceLiterals(text, plan, rw?.edits ?? []);
+      const toFrame = (b: Buffer | undefined): Verdict => {
+        if (!rw) return b ? encodeParse({ ...parse, text: b.toString('utf8') }) : FORWARD;
+        const out = (b ?? text).toString('utf8');
+        this.searchable.rewritten(out, rw.clientCount);
+        return encodeParse({ ...parse, text: out, paramTypes: rw.paramTypes });
+      };
       return spliced instanceof Promise ? spliced.then(toFrame, failed) : toFrame(spliced);
     } catch (e) {
+      this.stmtParams.delete(parse.name);
       return failed(e);
     }
   }
@@ -164,10 +193,10 @@ export class EncryptionSession implements Interceptor {
       // statement's columns so its DataRows can be decrypted. The reply is consumed internally.
       ctx.injectToServer(encodeDescribe({ kind: 'S', name: head.statement }));
     }
-    const sites = this.stmtParams.get(head.statement);
-    if (!sites) return FORWARD;
+    const plan = this.stmtParams.get(head.statement);
+    if (!plan) return FORWARD;
     try {
-      const r = encryptBind(frame, sites, (t) => this.shapeOfTarget(t), this.layer.codec);
+      const r = encryptBind(frame, plan, { shapeOf: (t) => this.shapeOfTarget(t), codec: this.layer.codec, key: (t) => this.searchable.key(t) }, head.statement);
       return r instanceof Promise ? r.catch((e: unknown) => this.bindFailed(e, ctx)) : r;
     } catch (e) {
       return this.bindFailed(e, ctx);
@@ -201,22 +230,11 @@ export class EncryptionSession implements Interceptor {
     this.layer.opts.observer?.refused?.(e);
   }
 
-  /** Refusals that depend on the live catalog or features not wired yet. */
+  /** Refusals that depend on the live catalog or on loaded searchable keys. */
   private guard(plan: SqlPlan): SqlPlan {
     if (plan.kind !== 'plan') return plan;
-    const searchable = this.unwiredSearchable(plan);
-    if (searchable) {
-      return {
-        kind: 'reject',
-        error: {
-          code: '0A000',
-          reason: 'internal',
-          message: `pgcmek: ${searchable.schema}.${searchable.table}.${searchable.column} is searchable, and this proxy cannot yet encrypt it deterministically; refused so that lookups never silently miss`,
-          table: `${searchable.schema}.${searchable.table}`,
-          column: searchable.column,
-        },
-      };
-    }
+    const searchable = this.searchable.check(plan);
+    if (searchable) return { kind: 'reject', error: searchable };
     const cat = this.catalog();
     if (cat && cat.errors.length > 0) {
       const touched = plan.tablesTouched.find((t) => t.mapped && cat.errors.some((e) => e.includes(`${t.mapped!.schema}.${t.mapped!.table}`)));
@@ -225,26 +243,18 @@ export class EncryptionSession implements Interceptor {
     return plan;
   }
 
-  /** A searchable column this plan writes or compares (deterministic encryption is not wired into the proxy yet). */
-  private unwiredSearchable(plan: RewritePlan): ColumnTarget | undefined {
-    for (const p of plan.params.values()) if (p.target.policy.searchable) return p.target;
-    for (const l of plan.literals) if (l.target.policy.searchable) return l.target;
-    for (const p of plan.predicates) if (p.target.policy.searchable) return p.target;
-    for (const c of plan.copies) if (c.direction === 'in') for (const f of c.fields) if (f?.policy.searchable) return f;
-    return undefined;
-  }
-
-  private spliceLiterals(bytes: Buffer, plan: RewritePlan): MaybePromise<Buffer | undefined> {
-    if (plan.literals.length === 0) return undefined;
+  /** The text with written literals encrypted and `extra` edits (searchable comparisons) applied; undefined = unchanged. */
+  private spliceLiterals(bytes: Buffer, plan: RewritePlan, extra: Edit[]): MaybePromise<Buffer | undefined> {
+    if (plan.literals.length === 0 && extra.length === 0) return undefined;
     const texts = plan.literals.map((l) => {
-      const r = this.layer.codec.encrypt(Buffer.from(l.value, 'utf8'), l.target.policy, this.shapeOfTarget(l.target), false);
+      const pt = Buffer.from(l.value, 'utf8');
+      const r = l.target.policy.searchable
+        ? this.layer.codec.encryptSearchable(pt, this.searchable.key(l.target))
+        : this.layer.codec.encrypt(pt, l.target.policy, this.shapeOfTarget(l.target), false);
       return r instanceof Promise ? r.then((b) => b.toString('utf8')) : r.toString('utf8');
     });
     const build = (vals: string[]) =>
-      spliceLiterals(
-        bytes,
-        plan.literals.map((l, i) => ({ start: l.start, end: l.end, text: quoteLiteral(vals[i]!) })),
-      );
+      spliceLiterals(bytes, [...plan.literals.map((l, i) => ({ start: l.start, end: l.end, text: quoteLiteral(vals[i]!) })), ...extra]);
     return texts.some((t) => t instanceof Promise) ? Promise.all(texts).then(build) : build(texts as string[]);
   }
 
@@ -281,6 +291,9 @@ export class EncryptionSession implements Interceptor {
         } catch (e) {
           return this.decryptFailed(e, ctx);
         }
+      case B.ParameterDescription:
+        // A statement the proxy rewrote has parameters the client never binds: it sees its own.
+        return reply?.kind === 'describe' ? this.searchable.trimDescription(frame, ctx.state?.statements.get(reply.name)?.text) : FORWARD;
       case B.ParameterStatus: {
         const [name, value] = frame.subarray(5, frame.length - 1).toString('utf8').split('\0');
         if (name !== undefined && value !== undefined) this.sql.setServerParameter(name, value);
@@ -382,11 +395,15 @@ export class EncryptionSession implements Interceptor {
 
   close(): void {
     this.copies.reset();
+    this.layer.searchable.sessionClosed(this);
   }
 }
 
 /** A write that could not be encrypted: refused with a SQLSTATE, never forwarded as plaintext. */
 function writeFailure(e: unknown): SqlRejection {
+  if (e instanceof SearchableKeyError) return { code: e.sqlstate, reason: 'internal', message: e.message.startsWith('pgcmek:') ? e.message : `pgcmek: ${e.message}` };
+  if (e instanceof RewriteError) return { code: '0A000', reason: 'unsupported_operator', message: `pgcmek: a comparison on a searchable column cannot be rewritten (${e.message})` };
+  if (e instanceof BindCountError) return { code: '08P01', reason: 'internal', message: e.message };
   if (e instanceof ParamError) {
     return { code: '22P02', reason: 'unencryptable_value', message: e.message, table: `${e.target.schema}.${e.target.table}`, column: e.target.column };
   }

@@ -61,7 +61,7 @@ export function displayColumn(c: ColumnRef): string {
  * The searchable columns of a configuration, with their `key_group`.
  * `keyGroups` maps a column (`schema.table.column`) to a group, overriding the config (tests).
  */
-export function searchableColumnsOf(encrypted: TablePolicy[], keyGroups: Record<string, string> = {}): SearchableColumn[] {
+export function searchableColumnsOf(encrypted: readonly TablePolicy[], keyGroups: Record<string, string> = {}): SearchableColumn[] {
   const out: SearchableColumn[] = [];
   for (const t of encrypted) {
     for (const c of t.columns) {

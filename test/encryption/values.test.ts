@@ -31,7 +31,7 @@ describe('ValueCodec decrypted-value cache', () => {
     spy.mockRestore();
   });
 
-  it('is bounded (LRU), expires entries, and is off at size 0', async () => {
+  it('is bounded (oldest out first), expires entries, and is off at size 0', async () => {
     let now = 0;
     const codec = new ValueCodec(keyring, { size: 2, ttlMs: 1000, now: () => now });
     const envs = await Promise.all(['a', 'b', 'c'].map(async (v) => Buffer.from(await keyring.encrypt(v))));

@@ -1,0 +1,126 @@
+// One session's side of searchable columns: which statements may run (their
+// keys loaded, their columns text), the edits for compared values (literals in
+// a Query, new parameters in a Parse), and the ParameterDescription the client
+// gets for a rewritten statement (trimmed back to its own parameters: the ones
+// the proxy added are invisible to it).
+import { encodeParameterDescription, decodeParameterDescription } from '../protocol/backend/parameter-description.js';
+import type { SearchableColumnKey } from '../searchable/column-key.js';
+import { keyNameOf, SearchableKeyError } from '../searchable/types.js';
+import { quoteLiteral } from '../sql/lexical.js';
+import type { ColumnTarget, RewritePlan, SqlRejection } from '../sql/types.js';
+import type { EncryptionLayer } from './layer.js';
+import { literalEdits, planParse, type Edit, type ParseRewrite } from './searchable-rewrite.js';
+import { RewriteError } from './searchable-sql.js';
+import type { ValueShape } from './values.js';
+
+const HINT =
+  'pgcmek keeps searchable column keys in pgcmek.searchable_keys and pgcmek.searchable_key_wraps, created on first use. ' +
+  'If this role may not create them, create them once as a role that may (connect through pgcmek as the database owner, ' +
+  'or run `pgcmek backfill` as one), or run the DDL in docs/SEARCHABLE.md §2, then grant this role USAGE on schema pgcmek ' +
+  'and SELECT, INSERT on both tables. Searchable values are never encrypted randomly instead.';
+
+/** Rewritten statements described by the client: bounded, oldest forgotten first. */
+const DESCRIBED_MAX = 1024;
+
+const label = (t: ColumnTarget) => `${t.schema}.${t.table}.${t.column}`;
+
+export function keyNameOfTarget(t: ColumnTarget): string {
+  return keyNameOf({ schema: t.schema, table: t.table, column: t.column, keyGroup: t.policy.keyGroup });
+}
+
+/** Every searchable column a plan writes to or compares. */
+function searchableTargets(plan: RewritePlan): ColumnTarget[] {
+  const out: ColumnTarget[] = [];
+  for (const p of plan.params.values()) if (p.target.policy.searchable) out.push(p.target);
+  for (const l of plan.literals) if (l.target.policy.searchable) out.push(l.target);
+  for (const p of plan.predicates) out.push(p.target);
+  for (const c of plan.copies) if (c.direction === 'in') for (const f of c.fields) if (f?.policy.searchable) out.push(f);
+  return out;
+}
+
+export class SearchableStatements {
+  /** Rewritten statement text (as the server has it) -> the client's parameter count. */
+  private readonly clientCounts = new Map<string, number>();
+
+  constructor(
+    private readonly layer: EncryptionLayer,
+    private readonly database: string,
+    private readonly shapeOf: (t: ColumnTarget) => ValueShape,
+  ) {}
+
+  /** A refusal when the plan touches a searchable column that cannot be served now. */
+  check(plan: RewritePlan): SqlRejection | undefined {
+    const targets = searchableTargets(plan);
+    if (targets.length === 0) return undefined;
+    const keys = this.layer.searchable.keysFor(this.database);
+    for (const t of targets) {
+      const where = { table: `${t.schema}.${t.table}`, column: t.column };
+      if (this.shapeOf(t) !== 'text') {
+        return { code: '42804', reason: 'internal', message: `pgcmek: searchable column ${label(t)} must be text or varchar: its values are compared as whole strings`, ...where };
+      }
+      if (!keys?.column(t)) {
+        return {
+          code: '55000',
+          reason: 'internal',
+          message: `pgcmek: ${label(t)} is searchable, but its key is not available in database "${this.database}": ${this.layer.searchable.problem(this.database)}`,
+          hint: HINT,
+          ...where,
+        };
+      }
+    }
+    return undefined;
+  }
+
+  /** A searchable column's key; throws SearchableKeyError (55000) when it is not loaded. */
+  key(t: ColumnTarget): SearchableColumnKey {
+    const k = this.layer.searchable.keysFor(this.database)?.column(t);
+    if (!k) throw new SearchableKeyError(`pgcmek: ${label(t)} is searchable, but its key is not loaded: ${this.layer.searchable.problem(this.database)}`);
+    return k;
+  }
+
+  /** Simple protocol: each compared literal becomes its candidates. */
+  queryEdits(bytes: Buffer, plan: RewritePlan): Edit[] {
+    if (plan.predicates.length === 0) return [];
+    return literalEdits(
+      bytes,
+      plan.predicates,
+      (site, value) => this.key(site.target).candidates(Buffer.from(value, 'utf8')).map((c) => quoteLiteral(c.toString('utf8'))),
+      () => this.layer.shapeOf(plan, bytes),
+    );
+  }
+
+  /** Extended protocol: the Parse rewrite, or undefined when the statement compares nothing searchable. */
+  parseRewrite(bytes: Buffer, plan: RewritePlan, clientTypes: readonly number[]): ParseRewrite | undefined {
+    if (plan.predicates.length === 0) return undefined;
+    const keys = this.layer.searchable.keysFor(this.database);
+    if (!keys) throw new SearchableKeyError(`pgcmek: searchable keys are not loaded: ${this.layer.searchable.problem(this.database)}`);
+    return planParse(bytes, plan, this.layer.shapeOf(plan, bytes), clientTypes, keys.candidateSlots, keyNameOfTarget);
+  }
+
+  /** Remembers a rewritten statement so a Describe of it answers in the client's parameters. */
+  rewritten(text: string, clientCount: number): void {
+    this.clientCounts.delete(text);
+    this.clientCounts.set(text, clientCount);
+    if (this.clientCounts.size > DESCRIBED_MAX) this.clientCounts.delete(this.clientCounts.keys().next().value!);
+  }
+
+  /** A ParameterDescription for statement text `serverText`, trimmed to the client's parameters (undefined: as is). */
+  trimDescription(frame: Buffer, serverText: string | undefined): Buffer | undefined {
+    if (serverText === undefined) return undefined;
+    const n = this.clientCounts.get(serverText);
+    if (n === undefined) return undefined;
+    const oids = decodeParameterDescription(frame);
+    return oids.length > n ? encodeParameterDescription(oids.slice(0, n)) : undefined;
+  }
+}
+
+/** A comparison that cannot be rewritten: refused with the column named. */
+export function rewriteRefusal(e: RewriteError, plan: RewritePlan): SqlRejection {
+  const t = plan.predicates[0]?.target;
+  return {
+    code: '0A000',
+    reason: 'unsupported_operator',
+    message: `pgcmek: a comparison on searchable column ${t ? label(t) : ''} has a form the proxy cannot rewrite (${e.message}); write it as col = $1, col IN (…) or col = ANY($1)`,
+    ...(t && { table: `${t.schema}.${t.table}`, column: t.column }),
+  };
+}
