@@ -8,7 +8,6 @@ import { resolveCatalog } from '../catalog/resolve.js';
 import type { Db } from '../catalog/db.js';
 import type { ResolvedCatalog } from '../catalog/types.js';
 import type { Config } from '../config/types.js';
-import { parseEnvelope } from '../crypto/envelope.js';
 import type { Keyring } from '../crypto/keyring.js';
 import { log } from '../log.js';
 import { commandText, DEFAULT_BATCH, type AdminCommand } from './command.js';
@@ -70,10 +69,15 @@ function authorize(cmd: AdminCommand, ctx: AdminContext): void {
   }
 }
 
-/** tag | id_len | id of the primary KEK, read from a fresh envelope (the keyring's public surface). */
+/**
+ * tag | id_len | id of the primary KEK as the backend says now (re-read first: right after a
+ * Vault rotation the new version is the primary even if the proxy's timer has not seen it).
+ */
 async function primaryHeader(keyring: Keyring): Promise<Buffer> {
-  const w = parseEnvelope(await keyring.encrypt('')).wrapped;
-  return Buffer.concat([Buffer.from([w.tag, w.kekId.length]), w.kekId]);
+  await keyring.refreshPrimary();
+  const p = keyring.backends().primary;
+  const id = p.primaryKekId();
+  return Buffer.concat([Buffer.from([p.tag, id.length]), id]);
 }
 
 function checkWritable(cmd: AdminCommand, t: ColumnTarget, searchable: SearchableAccess | undefined): void {

@@ -101,6 +101,9 @@ export interface WriteDek {
   header: Buffer;
   createdAt: number;
   uses: number;
+  /** The KEK that wrapped it: a DEK whose KEK stopped being the primary is not used for new values. */
+  tag: number;
+  kekId: Buffer;
 }
 
 export class DekWriter {

@@ -120,9 +120,24 @@ export class Keyring {
     return (await this.encryptBytes(Buffer.from(plaintext, 'utf8'))).toString('latin1');
   }
 
+  /** The reusable write DEK, unless the primary KEK changed since it was wrapped (a Vault/KMS rotation). */
+  private takeWriteDek(): WriteDek | undefined {
+    const d = this.writer.take();
+    if (d && (d.tag !== this.primary.tag || !d.kekId.equals(this.primary.primaryKekId()))) {
+      this.writer.retire();
+      return undefined;
+    }
+    return d;
+  }
+
+  /** Re-reads the primary KEK's current version where the backend has one (Vault), e.g. before a rotation. */
+  async refreshPrimary(): Promise<void> {
+    await this.primary.refresh?.();
+  }
+
   /** Encrypts without awaiting; undefined only when a fresh DEK needs a remote backend call. */
   tryEncryptSync(pt: Buffer): Buffer | undefined {
-    const d = this.writer.take();
+    const d = this.takeWriteDek();
     if (d) return seal(d, pt);
     if (!this.primary.generateDekSync) return undefined;
     this.counters.generates++;
@@ -139,7 +154,7 @@ export class Keyring {
     }
     // Concurrent writers share one in-flight generate rather than each calling the backend.
     for (;;) {
-      const d = this.writer.take();
+      const d = this.takeWriteDek();
       if (d) return seal(d, pt);
       this.refreshing ??= this.refreshWriteDek().finally(() => {
         this.refreshing = undefined;
@@ -176,6 +191,8 @@ export class Keyring {
       header: Buffer.from(headerText, 'latin1'),
       createdAt: this.writer.now(),
       uses,
+      tag: wrapped.tag,
+      kekId: Buffer.from(wrapped.kekId),
     };
     if (this.writer.reuses && this.cache.enabled) {
       // The cache id is the header text between the prefix and the last '|' (see headerKey).

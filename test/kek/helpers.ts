@@ -96,3 +96,19 @@ export async function rejection(p: Promise<unknown>): Promise<Error> {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * An operator's call to the fake Vault over its HTTP API with the root token
+ * (`vault write -f transit/keys/pgcmek/rotate`, `.../config min_decryption_version=2`);
+ * returns the answer's `data`.
+ */
+export async function vaultOp(vault: { url: string; rootToken: string }, path: string, body: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+  const r = await fetch(`${vault.url}/v1/${path}`, {
+    method: 'POST',
+    headers: { 'x-vault-token': vault.rootToken, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const text = await r.text();
+  if (!r.ok) throw new Error(`vault ${path}: HTTP ${r.status} ${text}`);
+  return text ? ((JSON.parse(text) as { data?: Record<string, unknown> }).data ?? {}) : {};
+}

@@ -51,5 +51,7 @@ export interface KekBackend {
    * leaving the service (Transit rewrap, KMS ReEncrypt); local unwraps and wraps.
    */
   rewrap(w: WrappedDek): Promise<WrappedDek>;
+  /** Re-reads which KEK version is current (Vault Transit: the key's latest version). */
+  refresh?(): Promise<void>;
   close?(): Promise<void>;
 }
