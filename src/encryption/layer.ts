@@ -17,6 +17,7 @@ import type { RewritePlan, SqlRejection } from '../sql/types.js';
 import { searchableColumnsOf } from '../searchable/types.js';
 import { SearchableRegistry, type SearchableOptions } from './searchable-keys.js';
 import { statementShape, type StatementShape } from './searchable-sql.js';
+import type { ParseRewrite } from './searchable-rewrite.js';
 
 /** Operational hooks (src/metrics): counted off the hot path or in a codec subclass. */
 export interface EncryptionObserver {
@@ -49,6 +50,7 @@ export class EncryptionLayer {
   private readonly analyzers = new Map<string, SqlAnalyzer>();
   /** Where each plan's searchable comparisons sit in its text (plans are shared, so is this). */
   private readonly shapes = new WeakMap<RewritePlan, StatementShape | Error>();
+  private readonly rewrites = new WeakMap<RewritePlan, Map<string, ParseRewrite>>();
   /** Catalog problems already logged, per database (log each once, not per session). */
   private readonly reported = new Set<string>();
 
@@ -76,6 +78,19 @@ export class EncryptionLayer {
     }
     if (s instanceof Error) throw s;
     return s;
+  }
+
+  /** A plan's Parse rewrite for these parameter types and slots, computed once (plans are shared and immutable). */
+  parseRewrite(plan: RewritePlan, variant: string, build: () => ParseRewrite): ParseRewrite {
+    let m = this.rewrites.get(plan);
+    if (!m) this.rewrites.set(plan, (m = new Map()));
+    let rw = m.get(variant);
+    if (!rw) {
+      rw = build();
+      if (m.size >= 16) m.clear();
+      m.set(variant, rw);
+    }
+    return rw;
   }
 
   /** The layer is retired (config reload): zero the searchable keys. */

@@ -1,8 +1,9 @@
 // The searchable column keys of each database the proxy serves (src/searchable
 // SearchableKeys), shared by every session of that database, like the catalog.
 // The proxy has no connection of its own: a session lends its upstream
-// connection (SessionDb) at an idle point — nothing pending, no transaction
-// open — so key-table writes never join a client's transaction. The first such
+// connection (searchable-db.ts) at an idle point — between two of the client's
+// batches, nothing pending, no transaction open — so key-table writes never
+// join a client's transaction. The first such
 // point loads the keys (creating the key tables and keys when missing); later
 // ones refresh them every refreshMs (a rotation on another replica adds a
 // wrapping every lookup must list). A database without any configured
@@ -14,7 +15,7 @@ import type { Logger } from '../log.js';
 import type { InterceptContext } from '../proxy/interceptor.js';
 import { SearchableKeys } from '../searchable/keys.js';
 import { SearchableKeyError, type SearchableColumn } from '../searchable/types.js';
-import { SessionDb } from './session-db.js';
+import { SearchableSessionDb } from './searchable-db.js';
 
 export interface SearchableOptions {
   /** How often a database's keys are re-read (default 10 s). */
@@ -23,6 +24,8 @@ export interface SearchableOptions {
   activationDelayMs?: number;
   /** Candidates per compared value in prepared statements (default 3). */
   candidateSlots?: number;
+  /** Recent plaintexts per key whose tokens are cached (default 10,000; 0 = none). */
+  tokenCacheSize?: number;
   /** A load or refresh that takes longer is abandoned (default 15 s). */
   timeoutMs?: number;
   /** After a failed load, wait this long before the next attempt (default 5 s). */
@@ -33,10 +36,10 @@ const DEFAULTS = { refreshMs: 10_000, timeoutMs: 15_000, retryMs: 5_000 };
 
 /** A Db over whichever session lent its connection; queries fail fast when none has. */
 class LentDb implements Db {
-  private lender: { owner: object; db: SessionDb } | undefined;
+  private lender: { owner: object; db: SearchableSessionDb } | undefined;
   private readonly pending = new Set<(e: Error) => void>();
 
-  lend(owner: object, db: SessionDb): void {
+  lend(owner: object, db: SearchableSessionDb): void {
     this.lender = { owner, db };
   }
 
@@ -78,6 +81,8 @@ interface Entry {
   error?: Error;
   retryAt: number;
   nextRefreshAt: number;
+  /** When the keys were last read successfully. */
+  refreshedAt: number;
   /** A load or refresh in progress, over `db`'s lender. */
   busy?: Promise<void>;
   readonly db: LentDb;
@@ -125,21 +130,31 @@ export class SearchableRegistry {
     let e = this.entries.get(database);
     const now = this.now();
     if (e?.keys) {
-      if (e.busy || now < e.nextRefreshAt) return undefined;
+      // Keys older than two periods (the database was idle): wait for the refresh in progress
+      // rather than look up with a list that may lack a KEK another replica now writes under.
+      if (e.busy) return now - e.refreshedAt > 2 * this.opts.refreshMs ? e.busy.catch(() => {}) : undefined;
+      if (now < e.nextRefreshAt) return undefined;
       e.nextRefreshAt = now + this.opts.refreshMs;
+      const entry = e;
       const keys = e.keys;
-      return this.run(e, owner, ctx, () => keys.refresh()).catch((err: unknown) => {
-        this.log.warn({ database, err: (err as Error).message }, 'searchable key refresh failed; the loaded keys keep working');
-      });
+      return this.run(e, owner, ctx, () => keys.refresh()).then(
+        () => {
+          entry.refreshedAt = this.now();
+        },
+        (err: unknown) => {
+          this.log.warn({ database, err: (err as Error).message }, 'searchable key refresh failed; the loaded keys keep working');
+        },
+      );
     }
     if (e?.busy) return e.busy.catch(() => {});
     if ((e && now < e.retryAt) || !catalog || !this.hasTables(catalog)) return undefined;
-    if (!e) this.entries.set(database, (e = { retryAt: 0, nextRefreshAt: 0, db: new LentDb() }));
+    if (!e) this.entries.set(database, (e = { retryAt: 0, nextRefreshAt: 0, refreshedAt: 0, db: new LentDb() }));
     const entry = e;
     return this.run(entry, owner, ctx, () => this.load(entry)).then(
       () => {
         entry.error = undefined;
-        entry.nextRefreshAt = this.now() + this.opts.refreshMs;
+        entry.refreshedAt = this.now();
+        entry.nextRefreshAt = entry.refreshedAt + this.opts.refreshMs;
         this.log.info({ database, keys: entry.keys?.stats().keys }, 'searchable column keys loaded');
       },
       (err: unknown) => {
@@ -176,13 +191,14 @@ export class SearchableRegistry {
       ...(this.opts.refreshMs !== undefined && { refreshMs: this.opts.refreshMs }),
       ...(this.opts.activationDelayMs !== undefined && { activationDelayMs: this.opts.activationDelayMs }),
       ...(this.opts.candidateSlots !== undefined && { candidateSlots: this.opts.candidateSlots }),
+      ...(this.opts.tokenCacheSize !== undefined && { tokenCacheSize: this.opts.tokenCacheSize }),
     });
     e.keys = keys;
   }
 
   /** Runs `fn` over this session's connection, with a deadline. */
   private run(e: Entry, owner: object, ctx: InterceptContext, fn: () => Promise<void>): Promise<void> {
-    e.db.lend(owner, new SessionDb(ctx));
+    e.db.lend(owner, new SearchableSessionDb(ctx));
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new SearchableKeyError(`the searchable key table did not answer within ${this.opts.timeoutMs} ms`)), this.opts.timeoutMs);

@@ -46,6 +46,8 @@ export interface ParseRewrite {
   formatFrom: number[];
   scalars: ScalarFill[];
   arrays: ArrayFill[];
+  /** The rewritten text, kept once built when the statement has no literal to encrypt (then it never changes). */
+  text?: string;
 }
 
 /** Postgres' limit on parameters per statement. */

@@ -94,7 +94,10 @@ export class SearchableStatements {
     if (plan.predicates.length === 0) return undefined;
     const keys = this.layer.searchable.keysFor(this.database);
     if (!keys) throw new SearchableKeyError(`pgcmek: searchable keys are not loaded: ${this.layer.searchable.problem(this.database)}`);
-    return planParse(bytes, plan, this.layer.shapeOf(plan, bytes), clientTypes, keys.candidateSlots, keyNameOfTarget);
+    const slots = keys.candidateSlots;
+    return this.layer.parseRewrite(plan, `${slots}:${clientTypes.join(',')}`, () =>
+      planParse(bytes, plan, this.layer.shapeOf(plan, bytes), clientTypes, slots, keyNameOfTarget),
+    );
   }
 
   /** Remembers a rewritten statement so a Describe of it answers in the client's parameters. */

@@ -17,7 +17,8 @@ import { decodeRowDescription } from '../protocol/backend/row-description.js';
 import { decodeParse, encodeParse } from '../protocol/frontend/parse.js';
 import { decodeBindHead } from '../protocol/frontend/bind.js';
 import { encodeQuery } from '../protocol/frontend/query.js';
-import { encodeDescribe } from '../protocol/frontend/describe-close.js';
+import { decodeDescribe, encodeDescribe } from '../protocol/frontend/describe-close.js';
+import { decodeExecute } from '../protocol/frontend/execute.js';
 import { FORWARD, DROP, type InterceptContext, type Interceptor, type SessionInfo, type Verdict } from '../proxy/interceptor.js';
 import type { Pending, ResultShape } from '../proxy/state.js';
 import { SqlSession } from '../sql/session.js';
@@ -54,6 +55,8 @@ export class EncryptionSession implements Interceptor {
   private readonly searchable: SearchableStatements;
   /** Statements whose text names a configured table: their results need a RowDescription. */
   private readonly readsMapped = new Set<string>();
+  /** Portal → its statement, bound without a known RowDescription and not described by the client yet. */
+  private readonly undescribed = new Map<string, string>();
   private readonly rowPlans = new WeakMap<ResultShape, RowPlan | null>();
   private readonly copies: CopyStreams;
   /** Extended protocol: a message was refused; drop the client's messages up to Sync. */
@@ -62,6 +65,8 @@ export class EncryptionSession implements Interceptor {
   private discarding = false;
   /** DDL went through this session: refresh the database's catalog at the next ReadyForQuery. */
   private ddl = false;
+  /** The client has sent extended-protocol messages since its last Sync (its batch is open). */
+  private batchOpen = false;
 
   constructor(
     private readonly layer: EncryptionLayer,
@@ -75,9 +80,13 @@ export class EncryptionSession implements Interceptor {
   // ---- client → server ---------------------------------------------------
 
   onFrontend(code: number, frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict> {
+    const atBoundary = !this.batchOpen;
+    if (code === F.Sync) this.batchOpen = false;
+    else if (code === F.Parse || code === F.Bind || code === F.Describe || code === F.Execute || code === F.Close) this.batchOpen = true;
     if (this.refusing) return this.whileRefusing(code, ctx);
-    if ((code === F.Query || code === F.Parse) && this.layer.tables.length > 0 && ctx.state!.queue.length === 0) {
-      const ready = this.idlePoint(ctx);
+    // The proxy's own queries end with a Sync: only between the client's batches, never inside one.
+    if ((code === F.Query || code === F.Parse || code === F.Bind) && atBoundary && this.layer.tables.length > 0 && ctx.state!.queue.length === 0) {
+      const ready = this.idlePoint(ctx, code !== F.Bind);
       if (ready) return ready.then(() => this.frontend(code, frame, ctx));
     }
     return this.frontend(code, frame, ctx);
@@ -85,15 +94,18 @@ export class EncryptionSession implements Interceptor {
 
   /**
    * Nothing is pending on the session: the proxy may use its connection. Loads
-   * the catalog when missing, then loads or refreshes the database's searchable
-   * keys when due (only outside a transaction: key-table writes must not join one).
+   * the catalog when missing (`catalog`: not before a Bind, whose unnamed
+   * statement its Query would destroy), then loads or refreshes the database's
+   * searchable keys when due (only outside a transaction: key-table writes must
+   * not join one; a Bind counts, so sessions that only run prepared statements
+   * keep learning new KEK wrappings).
    */
-  private idlePoint(ctx: InterceptContext): Promise<void> | undefined {
+  private idlePoint(ctx: InterceptContext, catalog: boolean): Promise<void> | undefined {
     const keys = () =>
       this.layer.searchable.enabled && ctx.state!.txStatus === TxStatus.Idle
-        ? this.layer.searchable.maintain(this.info.database, this, ctx, this.catalog())
+        ? this.layer.searchable.maintain(this.info.database, this, ctx, this.catalog() ?? this.lastCatalog)
         : undefined;
-    if (this.catalog()) return keys();
+    if (!catalog || this.catalog()) return keys();
     return this.loadCatalog(ctx).then(
       () => keys(),
       (err: unknown) => {
@@ -110,6 +122,14 @@ export class EncryptionSession implements Interceptor {
         return this.onParse(frame, ctx);
       case F.Bind:
         return this.onBind(frame, ctx);
+      case F.Describe: {
+        const d = decodeDescribe(frame);
+        if (d.kind === 'P') this.undescribed.delete(d.name);
+        return FORWARD;
+      }
+      case F.Execute:
+        this.learnShape(decodeExecute(frame).portal, ctx);
+        return FORWARD;
       case F.CopyData:
       case F.CopyDone:
       case F.CopyFail:
@@ -171,10 +191,11 @@ export class EncryptionSession implements Interceptor {
     try {
       const rw = this.searchable.parseRewrite(text, plan, parse.paramTypes);
       if (plan.params.size > 0 || rw) this.stmtParams.set(parse.name, { writes: plan.params, ...(rw && { rewrite: rw }) });
-      const spliced = this.spliceLiterals(text, plan, rw?.edits ?? []);
+      const fixed = rw && plan.literals.length === 0;
+      const spliced = fixed && rw.text !== undefined ? undefined : this.spliceLiterals(text, plan, rw?.edits ?? []);
       const toFrame = (b: Buffer | undefined): Verdict => {
         if (!rw) return b ? encodeParse({ ...parse, text: b.toString('utf8') }) : FORWARD;
-        const out = (b ?? text).toString('utf8');
+        const out = fixed ? (rw.text ??= (b ?? text).toString('utf8')) : (b ?? text).toString('utf8');
         this.searchable.rewritten(out, rw.clientCount);
         return encodeParse({ ...parse, text: out, paramTypes: rw.paramTypes });
       };
@@ -188,11 +209,8 @@ export class EncryptionSession implements Interceptor {
   private onBind(frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict> {
     const head = decodeBindHead(frame);
     const st = ctx.state!;
-    if (this.readsMapped.has(head.statement) && st.statements.get(head.statement)?.rowDescription === undefined) {
-      // Bind/Execute without a Describe (pgbench -M prepared, cached statements): learn the
-      // statement's columns so its DataRows can be decrypted. The reply is consumed internally.
-      ctx.injectToServer(encodeDescribe({ kind: 'S', name: head.statement }));
-    }
+    if (this.readsMapped.has(head.statement) && st.statements.get(head.statement)?.rowDescription === undefined) this.undescribed.set(head.portal, head.statement);
+    else this.undescribed.delete(head.portal);
     const plan = this.stmtParams.get(head.statement);
     if (!plan) return FORWARD;
     try {
@@ -201,6 +219,20 @@ export class EncryptionSession implements Interceptor {
     } catch (e) {
       return this.bindFailed(e, ctx);
     }
+  }
+
+  /**
+   * Execute of a portal whose rows nobody described (pgbench -M prepared, cached
+   * statements): learn the statement's columns first, so its DataRows can be
+   * decrypted. Deferred from Bind to here because most clients describe the
+   * portal in between (libpq, node-postgres), which makes it unnecessary. The
+   * reply is consumed internally; a named statement is described once.
+   */
+  private learnShape(portal: string, ctx: InterceptContext): void {
+    const stmt = this.undescribed.get(portal);
+    if (stmt === undefined) return;
+    this.undescribed.delete(portal);
+    if (ctx.state!.statements.get(stmt)?.rowDescription === undefined) ctx.injectToServer(encodeDescribe({ kind: 'S', name: stmt }));
   }
 
   private bindFailed(e: unknown, ctx: InterceptContext): Verdict {

@@ -10,6 +10,7 @@ import { backendName, formatHeader, isEnvelope, kekIdLabel, locate, PREFIX } fro
 import { CMEKDecryptionError } from '../crypto/errors.js';
 import type { WrappedDek } from '../crypto/kek/types.js';
 import type { DeterministicKey } from './deterministic.js';
+import { TokenCache } from './token-cache.js';
 import { SearchableKeyError } from './types.js';
 
 export interface Wrapping {
@@ -47,11 +48,26 @@ export class GroupKey {
   private wraps: Wrapping[] = [];
   private primary?: Wrapping;
 
+  private readonly tokens: TokenCache;
+
   constructor(
     readonly name: string,
     readonly key: DeterministicKey,
     private readonly clock: () => number,
-  ) {}
+    /** Plaintexts whose tokens are kept (0 = none); see TokenCache. */
+    tokenCacheSize = 0,
+  ) {
+    this.tokens = new TokenCache(tokenCacheSize);
+  }
+
+  /** The deterministic token of a plaintext (cached). */
+  token(pt: Buffer): string {
+    return this.tokens.get(pt, (p) => this.key.token(p));
+  }
+
+  cacheStats(): { hits: number; misses: number } {
+    return { hits: this.tokens.hits, misses: this.tokens.misses };
+  }
 
   /** Replaces the wrappings (a refresh); `primaryKek` names the KEK new values should move to. */
   setWrappings(wraps: Wrapping[], primaryKek: { tag: number; kekId: Buffer }): void {
@@ -84,7 +100,7 @@ export class GroupKey {
   }
 
   encrypt(pt: Buffer): Buffer {
-    return seal(this.writeWrapping().header, this.key.token(pt));
+    return seal(this.writeWrapping().header, this.token(pt));
   }
 
   /**
@@ -101,7 +117,7 @@ export class GroupKey {
           'retire the wrapping of a KEK no value uses any more (docs/SEARCHABLE.md, "Retiring an old KEK") or raise the candidate slots',
       );
     }
-    const token = this.key.token(pt);
+    const token = this.token(pt);
     const out: Buffer[] = new Array(Math.max(n, slots));
     for (let i = 0; i < n; i++) out[i] = seal(this.wraps[i]!.header, token);
     for (let i = n; i < out.length; i++) out[i] = out[0]!;
@@ -132,6 +148,7 @@ export class GroupKey {
   }
 
   destroy(): void {
+    this.tokens.clear();
     this.key.destroy();
   }
 }

@@ -33,7 +33,7 @@
 //     NOT keyring.rewrap (that gives a fresh random wrapping, which no lookup candidate names).
 //  6. CMEK ENCRYPT EXISTING (backfill) on a searchable column: keys.encryptDeterministic(target, pt).
 //  7. Joins `a.x = b.y` match only between columns sharing a key (same keyGroup); see docs.
-export { SearchableColumnKey, SearchableKeys, DEFAULT_ACTIVATION_MS, DEFAULT_CANDIDATE_SLOTS, DEFAULT_REFRESH_MS } from './keys.js';
+export { SearchableColumnKey, SearchableKeys, DEFAULT_ACTIVATION_MS, DEFAULT_CANDIDATE_SLOTS, DEFAULT_REFRESH_MS, DEFAULT_TOKEN_CACHE } from './keys.js';
 export type { KeyDescription, SearchableKeysOptions, SearchableKeysStats } from './keys.js';
 export { DeterministicKey, dekCheck, SEARCHABLE_TIMESTAMP } from './deterministic.js';
 export { KEY_TABLE_DDL, KEYS_TABLE, WRAPS_TABLE, ensureKeyTables } from './key-table.js';

@@ -23,6 +23,8 @@ export const DEFAULT_REFRESH_MS = 10_000;
 export const DEFAULT_ACTIVATION_MS = 30_000;
 /** Candidates per compared value in a prepared statement: a rotation (2 KEKs) plus one spare. */
 export const DEFAULT_CANDIDATE_SLOTS = 3;
+/** Recent plaintexts per key whose tokens are kept (about 300 bytes each). */
+export const DEFAULT_TOKEN_CACHE = 10_000;
 
 export interface SearchableKeysOptions {
   db: Db;
@@ -38,6 +40,8 @@ export interface SearchableKeysOptions {
   refreshMs?: number;
   /** Fixed candidates per value for prepared statements (see SearchableColumnKey.slots). */
   candidateSlots?: number;
+  /** Plaintexts per key whose tokens are cached (default DEFAULT_TOKEN_CACHE; 0 = none). See TokenCache. */
+  tokenCacheSize?: number;
   /** Monotonic milliseconds (tests). */
   clock?: () => number;
   log?: Logger;
@@ -50,6 +54,9 @@ export interface SearchableKeysStats {
   refreshFailures: number;
   keysCreated: number;
   wrappingsAdded: number;
+  /** Token cache (plaintext -> token) hits and misses, over every key. */
+  tokenCacheHits: number;
+  tokenCacheMisses: number;
   /** Since the last successful refresh; a replica that cannot refresh may miss values written under a new KEK. */
   lastRefreshAgeMs: number;
 }
@@ -89,7 +96,7 @@ export class SearchableKeys {
     this.candidateSlots = Math.max(1, Math.floor(o.candidateSlots ?? DEFAULT_CANDIDATE_SLOTS));
     this.clock = o.clock ?? (() => performance.now());
     this.log = (o.log ?? rootLog()).child({ component: 'searchable' });
-    this.loader = new KeyLoader(o.db, o.kek, o.activationDelayMs ?? DEFAULT_ACTIVATION_MS, this.clock, this.log);
+    this.loader = new KeyLoader(o.db, o.kek, o.activationDelayMs ?? DEFAULT_ACTIVATION_MS, this.clock, this.log, o.tokenCacheSize ?? DEFAULT_TOKEN_CACHE);
     const seen = new Set<string>();
     for (const c of o.columns) {
       const id = columnId(c);
@@ -278,8 +285,23 @@ export class SearchableKeys {
 
   stats(): SearchableKeysStats {
     let wrappings = 0;
-    for (const g of this.groups.values()) wrappings += g.wrappings().length;
-    return { keys: this.groups.size, wrappings, ...this.counters, ...this.loader.counters, lastRefreshAgeMs: this.clock() - this.lastRefreshAt };
+    let tokenCacheHits = 0;
+    let tokenCacheMisses = 0;
+    for (const g of this.groups.values()) {
+      wrappings += g.wrappings().length;
+      const c = g.cacheStats();
+      tokenCacheHits += c.hits;
+      tokenCacheMisses += c.misses;
+    }
+    return {
+      keys: this.groups.size,
+      wrappings,
+      ...this.counters,
+      ...this.loader.counters,
+      tokenCacheHits,
+      tokenCacheMisses,
+      lastRefreshAgeMs: this.clock() - this.lastRefreshAt,
+    };
   }
 
   /** Stops the refresh timer and zeroes every column key. */

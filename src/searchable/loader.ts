@@ -22,6 +22,7 @@ export class KeyLoader {
     private readonly activationMs: number,
     private readonly clock: () => number,
     private readonly log: Logger,
+    private readonly tokenCacheSize = 0,
   ) {
     this.backends = [...new Set([kek.primary, ...kek.readable])];
   }
@@ -46,7 +47,7 @@ export class KeyLoader {
       throw new SearchableKeyError(`searchable key ${name}: the key table now holds another DEK than the one loaded (table restored or replaced?); keeping the loaded key`);
     }
     if (row.bad > 0) this.log.error({ key: name, rows: row.bad }, 'key table rows whose columns disagree with their bytes are ignored');
-    group ??= new GroupKey(name, await this.unwrapKey(row), this.clock);
+    group ??= new GroupKey(name, await this.unwrapKey(row), this.clock, this.tokenCacheSize);
     let wraps = await this.wrappingsOf(group, row);
     if (!wraps.some((w) => w.verified && sameKek(w.wrapped, this.primaryKek()))) {
       try {

@@ -44,7 +44,8 @@ async function startServe(): Promise<{ signals: EventEmitter; done: ReturnType<t
   writeFileSync(file, `shutdown_grace_seconds: 7\nkek: { local: { path: ${kek} } }\n`);
   const signals = new EventEmitter();
   const done = run(['serve', '--config', file], { signals });
-  await vi.waitFor(() => expect(signals.listenerCount('SIGTERM')).toBe(1));
+  // Start-up loads the WASM SQL parser: allow for a busy machine.
+  await vi.waitFor(() => expect(signals.listenerCount('SIGTERM')).toBe(1), { timeout: 20_000 });
   return { signals, done };
 }
 

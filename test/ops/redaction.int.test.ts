@@ -84,9 +84,15 @@ async function fails(c: pg.Client, sql: string, params?: unknown[]): Promise<str
 beforeAll(async () => {
   db = await createTestDatabase('ops_redact');
   await db.client.query(`
-    DO $$ BEGIN CREATE ROLE pgcmek_password LOGIN PASSWORD 'right-password'; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
-    DO $$ BEGIN CREATE ROLE pgcmek_md5 LOGIN PASSWORD 'right-password'; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+    DO $$ BEGIN CREATE ROLE pgcmek_password LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+    DO $$ BEGIN CREATE ROLE pgcmek_md5 LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
     DO $$ BEGIN CREATE ROLE redact_scram LOGIN PASSWORD 'right-password'; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+    -- Roles are cluster-wide and other test files log in as these too: every file uses the
+    -- convention password = role name (test/proxy/helpers.ts ensureRole), so none races another.
+    ALTER ROLE pgcmek_password PASSWORD 'pgcmek_password';
+    SET password_encryption = 'md5';
+    ALTER ROLE pgcmek_md5 PASSWORD 'pgcmek_md5';
+    RESET password_encryption;
     CREATE TABLE secrets (id serial PRIMARY KEY, name text, token text);
     CREATE TABLE workspace (id serial PRIMARY KEY, settings jsonb NOT NULL DEFAULT '{}');
   `);
@@ -193,7 +199,7 @@ describe('nothing secret is logged, at trace level', () => {
       await expect(client(user, secret(`PW_${user}`))).rejects.toMatchObject({ code: '28P01' });
     }
     // A right one too: the proxy relays it, never logs it.
-    const ok = await client('pgcmek_password', 'right-password');
+    const ok = await client('pgcmek_password', 'pgcmek_password');
     await ok.end();
 
     // Let the session-closed lines land, then stop (its shutdown lines are part of the log).

@@ -8,11 +8,11 @@ export function col(column: string, extra: Partial<ColumnPolicy> = {}): ColumnPo
 }
 
 export const TABLES: TablePolicy[] = [
-  { schema: 'public', table: 'users', columns: [col('ssn'), col('email', { searchable: true }), col('notes', { encryptEmpty: true })] },
+  { schema: 'public', table: 'users', columns: [col('ssn'), col('email', { searchable: true, keyGroup: 'email' }), col('notes', { encryptEmpty: true })] },
   { schema: 'app', table: 'secrets', columns: [col('secret'), col('doc', { jsonPaths: [['card', 'number'], ['pin']] })] },
   { schema: 'public', table: 'app_model', columns: [col('secret'), col('token', { searchable: true })] },
   { schema: 'public', table: 'Mixed Case', columns: [col('Secret Col')] },
-  { schema: 'public', table: 'archive', columns: [col('ssn'), col('email', { searchable: true })] },
+  { schema: 'public', table: 'archive', columns: [col('ssn'), col('email', { searchable: true, keyGroup: 'email' })] },
 ];
 
 export const CATALOG: Record<string, string[]> = {
