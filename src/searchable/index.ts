@@ -2,15 +2,17 @@
 // Design and operator guide: docs/SEARCHABLE.md.
 //
 // WIRING (what the proxy and the admin commands do with this module):
-//  1. Startup, after the keyring:
+//  1. Per database, over the session's own connection (src/encryption/searchable-keys.ts does this):
 //       const keys = await SearchableKeys.load({
-//         db,                                   // the proxy's own upstream connection (a catalog Db)
-//         kek: { primary, readable },           // the keyring's backends (see docs "Wiring": Keyring must expose them)
+//         db,                                   // a Db over one session of that database
+//         kek: keyring.backends(),              // the keyring's backend instances
 //         columns: searchableColumnsOf(config.encrypted),
 //         keyring,                              // for rewrapping values randomly encrypted before
 //       });
-//       keys.startAutoRefresh();                // every 10 s; keep activationDelayMs > 2 x refreshMs
-//     A SearchableKeyError means the proxy must not start (like a KekConfigError).
+//       await keys.refresh();                   // every 10 s; keep activationDelayMs > 2 x refreshMs
+//     The proxy loads at a session's first safe point (between batches, outside a transaction) and
+//     refreshes at later ones. A SearchableKeyError there refuses statements on searchable columns
+//     of that database (SQLSTATE 55000) until a retry succeeds; the admin CLI must not start.
 //  2. Writes (bind values, literals, COPY) to a searchable column:
 //       keys.column(target)!.encrypt(plaintextBytes)       -> stored bytes ('' stays '' unless encrypt_empty)
 //     instead of keyring.encrypt. Synchronous; no KEK call.
