@@ -101,6 +101,8 @@ export async function exec(cmd: string, args: string[], opts: StartOptions & { i
   const err: Buffer[] = [];
   child.stdout?.on('data', (d: Buffer) => out.push(d));
   child.stderr?.on('data', (d: Buffer) => err.push(d));
+  // The child may exit before reading all of its input: EPIPE is expected then, not a crash.
+  child.stdin?.on('error', () => {});
   child.stdin?.end(opts.input ?? '');
   const exited = new Promise<ExitInfo>((resolve) => {
     child.once('close', (code, signal) => resolve({ code, signal }));

@@ -40,6 +40,8 @@ function psql(url: string, args: string[], input?: string): Promise<Run> {
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
+    // psql may exit before reading all of its input (an error stops it): EPIPE is expected then.
+    child.stdin.on('error', () => {});
     child.stdin.end(input ?? '');
   });
 }

@@ -67,6 +67,8 @@ function psql(sql: string, input = ''): Promise<{ code: number | null; out: stri
       clearTimeout(t);
       resolve({ code, out });
     });
+    // psql may exit before reading all of its input (an error stops it): EPIPE is expected then.
+    p.stdin.on('error', () => {});
     p.stdin.end(input);
   });
 }

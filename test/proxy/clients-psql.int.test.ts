@@ -53,6 +53,8 @@ function psql(url: string, args: string[], opts: { input?: string | Buffer; onSp
       const norm = (s: string): string => s.replaceAll(`port ${u.port}`, 'port PORT').replaceAll(`port "${u.port}"`, 'port "PORT"');
       resolve({ code, stdout: norm(Buffer.concat(out).toString()), stderr: norm(Buffer.concat(err).toString()), ms: Date.now() - started });
     });
+    // psql may exit before reading all of its input (an error stops it): EPIPE is expected then.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
     opts.onSpawn?.((sig) => child.kill(sig));
   });
