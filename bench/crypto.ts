@@ -2,11 +2,19 @@
 // Every row works on a 40-byte plaintext (a card number with some context, a
 // typical secret column). The npm `fernet` package (crypto-js) is the peer for
 // the raw Fernet rows. Envelope rows use the local KEK backend, in process.
-import { randomBytes } from 'node:crypto';
+// The last rows are the proxy's per-value hot paths (DataRow and Bind rewrites)
+// without sockets: what `npm run bench:encryption` pays per value, warm caches.
+import { createHmac, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { decrypt, encrypt, FernetKey } from '../src/crypto/fernet.js';
 import { LocalKekBackend } from '../src/crypto/kek/local.js';
 import { Keyring } from '../src/crypto/keyring.js';
+import { HmacSha256Key } from '../src/crypto/hmac-sha256.js';
+import { encryptBind } from '../src/encryption/params.js';
+import { decryptDataRow, type FieldPlan } from '../src/encryption/rows.js';
+import { ValueCodec } from '../src/encryption/values.js';
+import { encodeDataRow } from '../src/protocol/backend/data-row.js';
+import { encodeBind } from '../src/protocol/frontend/bind.js';
 
 interface PeerFernet {
   Secret: new (b64: string) => object;
@@ -83,6 +91,15 @@ add('Fernet encrypt (npm fernet)', peerEnc);
 add('Fernet decrypt (ours)', oursDec, `${(oursDec / peerDec).toFixed(1)}x npm fernet`);
 add('Fernet decrypt (npm fernet)', peerDec);
 
+// A token's MAC: the pad states computed once per key (what Fernet uses) vs an Hmac object per value.
+const macKey = randomBytes(16);
+const mac = new HmacSha256Key(macKey);
+const tokenBody = Buffer.from(tokens[0]!, 'base64url').subarray(0, -32);
+const jsMac = measure(() => mac.digest(tokenBody));
+const nodeMac = measure(() => createHmac('sha256', macKey).update(tokenBody).digest());
+add('HMAC-SHA256 of a token, pad states', jsMac, `${(jsMac / nodeMac).toFixed(1)}x createHmac per value`);
+add('HMAC-SHA256 of a token, createHmac', nodeMac);
+
 // ---- envelopes ----------------------------------------------------------
 const kek = randomBytes(32);
 const fresh = new Keyring({ primary: LocalKekBackend.fromKeys([kek]), readable: [], dek: { ...policy, maxAgeSeconds: 0 } });
@@ -103,6 +120,22 @@ add('envelope decrypt, cold cache', measure((i) => cold.tryDecryptSync(values[i 
 const strings = values.map((v) => v.toString('latin1'));
 const asyncOps = await measureAsync((i) => warm.decrypt(strings[i & 1023]!), 256);
 add('envelope decrypt, warm, async string API', asyncOps, 'Promise per value');
+
+// ---- the proxy's per-value paths -------------------------------------------
+const column = { column: 'secret', searchable: false, onDecryptError: 'error' as const, encryptEmpty: false };
+const codec = new ValueCodec(warm, { size: 10_000, ttlMs: 3_600_000 });
+const field: FieldPlan = { index: 1, policy: column, shape: 'text', binary: false, label: 'public.t.secret', table: 'public.t', column: 'secret' };
+const plan = { fields: [field], unmapped: [], visits: [{ index: 1, field }] };
+const dataRows = values.map((v, i) => encodeDataRow([Buffer.from(String(i)), v]));
+const noop = () => {};
+add('DataRow rewrite, value cache hit', measure((i) => decryptDataRow(dataRows[i & 1023]!, plan, codec, noop)), '2 fields, 1 decrypted');
+const uncached = new ValueCodec(warm);
+add('DataRow rewrite, no value cache', measure((i) => decryptDataRow(dataRows[i & 1023]!, plan, uncached, noop)), 'HMAC + AES per value');
+const target = { schema: 'public', table: 't', column: 'secret', policy: column };
+const bindPlan = { writes: new Map([[1, { param: 1, target, elements: false, ranges: [] }]]) };
+const bindCtx = { shapeOf: () => 'text' as const, codec: new ValueCodec(reuse), key: () => { throw new Error('no searchable key'); } };
+const bind = encodeBind({ portal: '', statement: 'P0_1', paramFormats: [], values: [PT], resultFormats: [] });
+add('Bind rewrite, 1 parameter encrypted', measure(() => encryptBind(bind, bindPlan, bindCtx, 'P0_1')), 'DEK reuse');
 
 // ---- report -------------------------------------------------------------
 const w = Math.max(...rows.map((r) => r.name.length));

@@ -5,10 +5,12 @@
 // production, with a fresh local KEK and an `encrypted:` map naming enc.secret and
 // enc_ins.secret), loads 1,000 rows of 38-character secrets twice — encrypted
 // through pgcmek into `enc`, plaintext into `plain` — then measures with pgbench
-// (-M prepared, 8 clients, 2 threads; a C client, so the load generator does not
-// compete with the proxy for a Node event loop):
-//   reads:   SELECT id, secret … WHERE id BETWEEN :a AND :a + 9  (10 rows × 1 column)
-//   inserts: INSERT INTO … (secret) VALUES (:s)                  (1 parameter)
+// (8 clients, 2 threads; a C client, so the load generator does not compete with
+// the proxy for a Node event loop):
+//   read:          -M prepared  SELECT id, secret … WHERE id BETWEEN :a AND :a + 9  (10 rows × 1 column)
+//   insert:        -M prepared  INSERT INTO … (secret) VALUES (:s)                  (1 parameter)
+//   insert-simple: -M simple    INSERT INTO … (secret) VALUES ('…-:n')  (a literal that differs per
+//                  execution, as from Django with psycopg2: every text is new to the proxy)
 // each against three targets: the encrypted table through pgcmek, the plaintext
 // table through pgcmek, the plaintext table direct. Cells and targets are
 // interleaved (target order rotated every run) for --rounds rounds, so drift on a
@@ -16,14 +18,14 @@
 // proxy really decrypts (through pgcmek: plaintext; direct: envelopes).
 //
 //   node dist/bench/encryption.js [--seconds N (5)] [--rounds N (3)] [--clients N (8)] [--json]
-//                                 [--node PATH (the Node binary that runs pgcmek; default this one)]
+//                                 [--workloads read,insert,insert-simple] [--node PATH (the Node binary that runs pgcmek; default this one)]
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { freePort, startCluster } from '../src/dev/cluster.js';
-import { concat, runPgbench, summaryUsToMs, type PgTarget } from './lib/pgbench.js';
+import { concat, runPgbench, summaryUsToMs, type PgTarget, type QueryMode } from './lib/pgbench.js';
 import { startPgcmek } from './lib/pgcmek.js';
 import { onCleanup, runMain } from './lib/proc.js';
 import { ratio, summarize, type Summary } from './lib/stats.js';
@@ -32,14 +34,18 @@ const ROWS = 1_000;
 const DATABASE = 'bench_enc';
 /** A realistic secret: a webhook signing secret's length. */
 const SECRET = 'whsec_' + '0123456789abcdef'.repeat(2);
+/** insert-simple writes this, then a random number: a new literal per execution. */
+const SIMPLE_PREFIX = SECRET.slice(0, -10) + '-';
 
-type Workload = 'read' | 'insert';
+const WORKLOADS = ['read', 'insert', 'insert-simple'] as const;
+type Workload = (typeof WORKLOADS)[number];
+const MODE: Record<Workload, QueryMode> = { read: 'prepared', insert: 'prepared', 'insert-simple': 'simple' };
 type TargetName = 'encrypted via pgcmek' | 'plaintext via pgcmek' | 'plaintext direct';
 
 interface Target {
   name: TargetName;
   conn: PgTarget;
-  table: { read: string; insert: string };
+  table: Record<Workload, string>;
   /** The proxy's CPU/memory, when the target goes through it. */
   stat?: () => { cpuMs: number } | undefined;
 }
@@ -54,7 +60,7 @@ interface CellResult {
   proxyCpuUsPerOp?: number;
 }
 
-const TARGETS_RATIO = { read: 0.85, insert: 0.8 } as const;
+const TARGETS_RATIO: Record<Workload, number> = { read: 0.85, insert: 0.8, 'insert-simple': 0.8 };
 
 function options() {
   const { values } = parseArgs({
@@ -62,13 +68,14 @@ function options() {
       seconds: { type: 'string', default: '5' },
       rounds: { type: 'string', default: '3' },
       clients: { type: 'string', default: '8' },
+      workloads: { type: 'string', default: WORKLOADS.join(',') },
       json: { type: 'boolean', default: false },
       node: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: node dist/bench/encryption.js [--seconds N (5)] [--rounds N (3)] [--clients N (8)] [--json] [--node PATH]\n');
+    process.stdout.write('usage: node dist/bench/encryption.js [--seconds N (5)] [--rounds N (3)] [--clients N (8)] [--workloads read,insert,insert-simple] [--json] [--node PATH]\n');
     process.exit(0);
   }
   const int = (v: string, name: string): number => {
@@ -76,7 +83,16 @@ function options() {
     if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);
     return n;
   };
-  return { seconds: int(values.seconds, 'seconds'), rounds: int(values.rounds, 'rounds'), clients: int(values.clients, 'clients'), json: values.json, node: values.node };
+  const workloads = values.workloads.split(',').map((w) => w.trim()) as Workload[];
+  for (const w of workloads) if (!WORKLOADS.includes(w)) throw new Error(`--workloads: unknown workload ${w}`);
+  return {
+    seconds: int(values.seconds, 'seconds'),
+    rounds: int(values.rounds, 'rounds'),
+    clients: int(values.clients, 'clients'),
+    workloads,
+    json: values.json,
+    node: values.node,
+  };
 }
 
 const fmt = (n: number | undefined, digits = 0): string => (n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits));
@@ -139,6 +155,9 @@ function scripts(dir: string): Record<Workload, (table: string) => string> {
   return {
     read: (t) => file(`read-${t}`, `\\set a random(1, ${ROWS - 9})\nSELECT id, secret FROM ${t} WHERE id BETWEEN :a AND :a + 9;\n`),
     insert: (t) => file(`insert-${t}`, `INSERT INTO ${t} (secret) VALUES (:s);\n`),
+    // pgbench interpolates :n into the text in simple mode: a new statement text per execution.
+    'insert-simple': (t) =>
+      file(`insert-simple-${t}`, `\\set n random(1, 1000000000)\nINSERT INTO ${t} (secret) VALUES ('${SIMPLE_PREFIX}:n');\n`),
   };
 }
 
@@ -179,16 +198,16 @@ async function main(): Promise<void> {
   await verify(direct, viaProxy);
 
   const targets: Target[] = [
-    { name: 'encrypted via pgcmek', conn: viaProxy, table: { read: 'enc', insert: 'enc_ins' }, stat: pgcmek.stat },
-    { name: 'plaintext via pgcmek', conn: viaProxy, table: { read: 'plain', insert: 'plain_ins' }, stat: pgcmek.stat },
-    { name: 'plaintext direct', conn: direct, table: { read: 'plain', insert: 'plain_ins' } },
+    { name: 'encrypted via pgcmek', conn: viaProxy, table: { read: 'enc', insert: 'enc_ins', 'insert-simple': 'enc_ins' }, stat: pgcmek.stat },
+    { name: 'plaintext via pgcmek', conn: viaProxy, table: { read: 'plain', insert: 'plain_ins', 'insert-simple': 'plain_ins' }, stat: pgcmek.stat },
+    { name: 'plaintext direct', conn: direct, table: { read: 'plain', insert: 'plain_ins', 'insert-simple': 'plain_ins' } },
   ];
   const dir = mkdtempSync(join(tmpdir(), 'pgcmek-bench-enc-'));
   onCleanup(() => rmSync(dir, { recursive: true, force: true }));
   const script = scripts(dir);
   const run = (w: Workload, t: Target, seconds: number) =>
     runPgbench(join(cluster.clientBin, 'pgbench'), t.conn, {
-      mode: 'prepared',
+      mode: MODE[w],
       clients: o.clients,
       threads: 2,
       seconds,
@@ -198,7 +217,7 @@ async function main(): Promise<void> {
     });
 
   // Warm-up (not measured): JITs the proxy's paths, caches the DEK, fills shared_buffers.
-  for (const w of ['read', 'insert'] as const) {
+  for (const w of o.workloads) {
     for (const t of targets) {
       const r = await run(w, t, 2);
       if (!r.ok) throw new Error(`warm-up ${w} against ${t.name} failed: ${r.stderr.slice(-2000)}`);
@@ -209,11 +228,11 @@ async function main(): Promise<void> {
   const acc = new Map<string, Acc>();
   let turn = 0;
   for (let round = 1; round <= o.rounds; round++) {
-    for (const w of ['read', 'insert'] as const) {
+    for (const w of o.workloads) {
       const order = targets.map((_, i) => targets[(i + turn) % targets.length]!);
       turn++;
       for (const t of order) {
-        if (w === 'insert') await truncateInserts(direct);
+        if (w !== 'read') await truncateInserts(direct);
         const before = t.stat?.();
         const r = await run(w, t, o.seconds);
         const after = t.stat?.();
@@ -227,13 +246,13 @@ async function main(): Promise<void> {
           a.cpuOps += r.transactions;
         }
         acc.set(`${w}/${t.name}`, a);
-        say(`round ${round}/${o.rounds}  ${w.padEnd(6)}  ${t.name.padEnd(20)}  ${fmt(r.tps)} ops/s  p50 ${fmt(r.latencyMs?.p50, 3)} ms  p99 ${fmt(r.latencyMs?.p99, 3)} ms`);
+        say(`round ${round}/${o.rounds}  ${w.padEnd(13)}  ${t.name.padEnd(20)}  ${fmt(r.tps)} ops/s  p50 ${fmt(r.latencyMs?.p50, 3)} ms  p99 ${fmt(r.latencyMs?.p99, 3)} ms`);
       }
     }
   }
 
   const results: CellResult[] = [];
-  for (const w of ['read', 'insert'] as const) {
+  for (const w of o.workloads) {
     for (const t of targets) {
       const a = acc.get(`${w}/${t.name}`)!;
       results.push({
@@ -248,7 +267,7 @@ async function main(): Promise<void> {
     }
   }
   const get = (w: Workload, t: TargetName) => results.find((r) => r.workload === w && r.target === t)!;
-  const ratios = (['read', 'insert'] as const).map((w) => {
+  const ratios = o.workloads.map((w) => {
     const enc = get(w, 'encrypted via pgcmek');
     const plain = get(w, 'plaintext via pgcmek');
     const dir = get(w, 'plaintext direct');
@@ -276,6 +295,7 @@ async function main(): Promise<void> {
       pgcmek: 'child process (cli serve), workers 1, local KEK, default DEK policy',
       read: `pgbench -M prepared: SELECT id, secret … WHERE id BETWEEN :a AND :a + 9 (10 rows × 1 column of ${SECRET.length} chars)`,
       insert: `pgbench -M prepared: INSERT INTO … (secret) VALUES (:s) (1 parameter of ${SECRET.length} chars)`,
+      insertSimple: `pgbench -M simple: INSERT INTO … (secret) VALUES ('…-:n') (a literal of ${SIMPLE_PREFIX.length + 1}–${SIMPLE_PREFIX.length + 10} chars, new per execution)`,
     },
     results,
     ratios,
@@ -284,17 +304,17 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
     return;
   }
-  const lines: string[] = ['', `pgbench -M prepared -c ${o.clients} -j 2, ${o.seconds}s x ${o.rounds} round(s) per cell, Postgres 18, ${cpus().length} CPUs, Node ${process.version}`];
-  lines.push('workload  target                  ops/s (mean)  rounds                    p50 ms   p99 ms   pgcmek CPU µs/op');
+  const lines: string[] = ['', `pgbench -c ${o.clients} -j 2, ${o.seconds}s x ${o.rounds} round(s) per cell, Postgres 18, ${cpus().length} CPUs, Node ${process.version}`];
+  lines.push('workload       target                  ops/s (mean)  rounds                    p50 ms   p99 ms   pgcmek CPU µs/op');
   for (const r of results) {
     lines.push(
-      `${r.workload.padEnd(8)}  ${r.target.padEnd(22)}  ${fmt(r.opsPerSec).padStart(12)}  ${r.rounds.map((x) => fmt(x)).join('/').padEnd(24)}  ${fmt(r.latencyMs.p50, 3).padStart(7)}  ${fmt(r.latencyMs.p99, 3).padStart(7)}   ${fmt(r.proxyCpuUsPerOp, 1).padStart(8)}`,
+      `${r.workload.padEnd(13)}  ${r.target.padEnd(22)}  ${fmt(r.opsPerSec).padStart(12)}  ${r.rounds.map((x) => fmt(x)).join('/').padEnd(24)}  ${fmt(r.latencyMs.p50, 3).padStart(7)}  ${fmt(r.latencyMs.p99, 3).padStart(7)}   ${fmt(r.proxyCpuUsPerOp, 1).padStart(8)}`,
     );
   }
   lines.push('');
   for (const r of ratios) {
     lines.push(
-      `${r.workload.padEnd(8)}  encrypted/plaintext via pgcmek ${fmt(r.encryptedOverPlaintextViaPgcmek, 2)} (target ≥ ${r.target}: ${r.meetsTarget ? 'met' : 'NOT met'})` +
+      `${r.workload.padEnd(13)}  encrypted/plaintext via pgcmek ${fmt(r.encryptedOverPlaintextViaPgcmek, 2)} (target ≥ ${r.target}: ${r.meetsTarget ? 'met' : 'NOT met'})` +
         `   plaintext via pgcmek/direct ${fmt(r.plaintextViaPgcmekOverDirect, 2)}   encrypted via pgcmek/direct ${fmt(r.encryptedViaPgcmekOverDirect, 2)}`,
     );
   }

@@ -14,8 +14,13 @@
 // per-transaction log (-l). Proxy CPU: user+system time of the proxy process
 // (from /proc) per transaction.
 //
+// A fourth target, `node-pipe` (bench/lib/node-relay.ts), is a bare Node relay
+// (`socket.pipe()` both ways): the floor of any forwarder built on Node's
+// sockets. pgcmek/node-pipe says what pgcmek's own framing costs; node-pipe/
+// PgBouncer what the runtime costs. `--no-node-pipe` leaves it out.
+//
 //   node dist/bench/proxy.js [--seconds N] [--quick] [--rounds N] [--scale N] [--json]
-//                            [--in-process] [--no-pgbouncer]
+//                            [--in-process] [--no-pgbouncer] [--no-node-pipe]
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -23,13 +28,14 @@ import { startCluster, freePort } from '../src/dev/cluster.js';
 import { pgbenchInit, runPgbench, concat, summaryUsToMs, type PgTarget, type QueryMode } from './lib/pgbench.js';
 import { findPgBouncer, startPgBouncer } from './lib/pgbouncer.js';
 import { startPgcmek } from './lib/pgcmek.js';
+import { startNodeRelay } from './lib/node-relay.js';
 import { onCleanup, runMain } from './lib/proc.js';
 import type { ProcStat } from './lib/procstat.js';
 import { procStat } from './lib/procstat.js';
 import { ratio, summarize, type Summary } from './lib/stats.js';
 
 interface Target {
-  name: 'direct' | 'pgbouncer' | 'pgcmek';
+  name: 'direct' | 'pgbouncer' | 'node-pipe' | 'pgcmek';
   conn: PgTarget;
   /** CPU/memory of the proxy process, when there is one. */
   stat?: () => ProcStat | undefined;
@@ -71,11 +77,12 @@ function options() {
       json: { type: 'boolean', default: false },
       'in-process': { type: 'boolean', default: false },
       'no-pgbouncer': { type: 'boolean', default: false },
+      'no-node-pipe': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: node dist/bench/proxy.js [--seconds N (10)] [--quick (3 s, 1 round)] [--rounds N (2)] [--scale N (10)] [--json] [--in-process] [--no-pgbouncer]\n');
+    process.stdout.write('usage: node dist/bench/proxy.js [--seconds N (10)] [--quick (3 s, 1 round)] [--rounds N (2)] [--scale N (10)] [--json] [--in-process] [--no-pgbouncer] [--no-node-pipe]\n');
     process.exit(0);
   }
   const int = (v: string | undefined, d: number, name: string): number => {
@@ -90,6 +97,7 @@ function options() {
     json: values.json,
     how: values['in-process'] ? ('in-process' as const) : ('process' as const),
     pgbouncer: !values['no-pgbouncer'],
+    nodePipe: !values['no-node-pipe'],
   };
 }
 
@@ -122,6 +130,11 @@ async function main(): Promise<void> {
       pgbouncerNote = 'pgbouncer not found and could not be installed: skipped (install it with `apt-get install -y pgbouncer`)';
       say(pgbouncerNote);
     }
+  }
+  if (o.nodePipe) {
+    const relay = await startNodeRelay(await freePort(), cluster);
+    onCleanup(() => relay.stop());
+    targets.push({ name: 'node-pipe', conn: conn(relay.port), stat: relay.stat });
   }
   const pgcmek = await startPgcmek({ upstream: cluster, port: await freePort(), user: cluster.user, password: cluster.password, how: o.how, log: (s) => process.stderr.write(`[pgcmek] ${s}`) });
   onCleanup(() => pgcmek.stop());
@@ -184,11 +197,14 @@ async function main(): Promise<void> {
     const p = find(c, 'pgcmek')!;
     const d = find(c, 'direct')!;
     const b = find(c, 'pgbouncer');
+    const n = find(c, 'node-pipe');
     return {
       mode: c.mode,
       clients: c.clients,
       tpsPgcmekOverDirect: ratio(p.tps, d.tps),
       tpsPgcmekOverPgbouncer: b ? ratio(p.tps, b.tps) : Number.NaN,
+      tpsPgcmekOverNodePipe: n ? ratio(p.tps, n.tps) : Number.NaN,
+      tpsNodePipeOverPgbouncer: n && b ? ratio(n.tps, b.tps) : Number.NaN,
       p50PgcmekOverDirect: ratio(p.latencyMs.p50, d.latencyMs.p50),
       p99PgcmekOverDirect: ratio(p.latencyMs.p99, d.latencyMs.p99),
       p50PgcmekOverPgbouncer: b ? ratio(p.latencyMs.p50, b.latencyMs.p50) : Number.NaN,
@@ -220,10 +236,10 @@ async function main(): Promise<void> {
     );
   }
   lines.push('');
-  lines.push('ratios     clients  tps pgcmek/direct  tps pgcmek/pgbouncer  p50 pgcmek/direct  p99 pgcmek/direct  p50 pgcmek/pgbouncer  p99 pgcmek/pgbouncer');
+  lines.push('ratios     clients  tps pgcmek/direct  tps pgcmek/pgbouncer  p50 pgcmek/direct  p99 pgcmek/direct  p50 pgcmek/pgbouncer  p99 pgcmek/pgbouncer  tps pgcmek/node-pipe  tps node-pipe/pgbouncer');
   for (const r of ratios) {
     lines.push(
-      `${r.mode.padEnd(9)} ${String(r.clients).padStart(7)}  ${fmt(r.tpsPgcmekOverDirect, 2).padStart(17)}  ${fmt(r.tpsPgcmekOverPgbouncer, 2).padStart(20)}  ${fmt(r.p50PgcmekOverDirect, 2).padStart(17)}  ${fmt(r.p99PgcmekOverDirect, 2).padStart(17)}  ${fmt(r.p50PgcmekOverPgbouncer, 2).padStart(20)}  ${fmt(r.p99PgcmekOverPgbouncer, 2).padStart(20)}`,
+      `${r.mode.padEnd(9)} ${String(r.clients).padStart(7)}  ${fmt(r.tpsPgcmekOverDirect, 2).padStart(17)}  ${fmt(r.tpsPgcmekOverPgbouncer, 2).padStart(20)}  ${fmt(r.p50PgcmekOverDirect, 2).padStart(17)}  ${fmt(r.p99PgcmekOverDirect, 2).padStart(17)}  ${fmt(r.p50PgcmekOverPgbouncer, 2).padStart(20)}  ${fmt(r.p99PgcmekOverPgbouncer, 2).padStart(20)}  ${fmt(r.tpsPgcmekOverNodePipe, 2).padStart(20)}  ${fmt(r.tpsNodePipeOverPgbouncer, 2).padStart(21)}`,
     );
   }
   if (mem) lines.push(`\npgcmek (${pgcmek.how}) RSS now ${fmt(mem.rssBytes / 2 ** 20, 1)} MiB, peak ${fmt(mem.peakRssBytes / 2 ** 20, 1)} MiB`);

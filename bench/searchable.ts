@@ -13,6 +13,9 @@
 //   prepared: -M prepared  SELECT id FROM … WHERE token_hash = :h   (Parse once, a Bind per lookup)
 //   extended: -M extended  the same, unnamed (a Parse per lookup, as psycopg 3 / node-postgres)
 //   simple:   -M simple    SELECT id FROM … WHERE token_hash = ':h'  (a literal, as Django with psycopg2)
+// Each cell also reports the CPU time per lookup of pgcmek and of Postgres (the
+// whole cluster: on a 2-core machine a costlier lookup at the database lowers the
+// rate as much as one in the proxy).
 // Lookups pick a row uniformly (default) or zipfian (--skew S: a few hot tokens).
 // Tokens are 19-digit strings (pgbench can only compute integers); a 64-character
 // hash costs the proxy about 1 µs more per lookup (longer AES/HMAC input). Cells
@@ -20,7 +23,7 @@
 //
 //   node dist/bench/searchable.js [--seconds N (5)] [--rounds N (3)] [--clients N (8)] [--rows N (100000)]
 //                                 [--modes prepared,extended,simple] [--skew S (0)] [--json] [--node PATH]
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -92,6 +95,37 @@ function options() {
 }
 
 const fmt = (n: number | undefined, digits = 0): string => (n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits));
+
+/**
+ * CPU time (ms) of the Postgres cluster so far: the postmaster and its live
+ * children, plus what its exited children used (cutime/cstime: a pgbench run's
+ * backends end with the run). What a lookup costs the database matters as much
+ * as the proxy's share when both run on the same 2 cores.
+ */
+function postgresCpu(dataDir: string): () => { cpuMs: number } | undefined {
+  const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const ticks = (p: number, withExited: boolean): number => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+      return f[11]! + f[12]! + (withExited ? f[13]! + f[14]! : 0);
+    } catch {
+      return 0; // a backend that ended between listing and reading
+    }
+  };
+  return () => {
+    try {
+      let t = ticks(pid, true);
+      for (const task of readdirSync(`/proc/${pid}/task`)) {
+        const kids = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+        if (kids) for (const k of kids.split(/\s+/)) t += ticks(Number(k), true);
+      }
+      return { cpuMs: t * 10 }; // USER_HZ = 100
+    } catch {
+      return undefined;
+    }
+  };
+}
 
 /** `api_token` through pgcmek (COPY: deterministic envelopes), `plain_token` direct; unique btrees on both. */
 async function load(direct: PgTarget, viaProxy: PgTarget, rows: number): Promise<void> {
@@ -206,6 +240,7 @@ async function main(): Promise<void> {
     { name: 'plain col, enc table', conn: viaProxy, table: 'api_token', column: 'plain_hash', stat: pgcmek.stat },
     { name: 'plaintext direct', conn: direct, table: 'plain_token', column: 'token_hash' },
   ];
+  const pgStat = postgresCpu(cluster.dataDir);
   const dir = mkdtempSync(join(tmpdir(), 'pgcmek-bench-srch-'));
   onCleanup(() => rmSync(dir, { recursive: true, force: true }));
   const run = (mode: QueryMode, t: Target, seconds: number) =>
@@ -226,7 +261,9 @@ async function main(): Promise<void> {
     }
   }
 
-  type Acc = { tps: number[]; samples: Float64Array[]; cpuMs: number; cpuOps: number };
+  type Acc = { tps: number[]; samples: Float64Array[]; cpuMs: number; cpuOps: number; pgCpuMs: number; pgOps: number };
+  /** The backends of a finished run exit just after it: wait until the cluster's CPU time settles. */
+  const settle = () => new Promise((r) => setTimeout(r, 300));
   const acc = new Map<string, Acc>();
   let turn = 0;
   for (let round = 1; round <= o.rounds; round++) {
@@ -234,11 +271,19 @@ async function main(): Promise<void> {
       const order = targets.map((_, i) => targets[(i + turn) % targets.length]!);
       turn++;
       for (const t of order) {
+        await settle();
         const before = t.stat?.();
+        const pgBefore = pgStat();
         const r = await run(mode, t, o.seconds);
+        await settle();
         const after = t.stat?.();
+        const pgAfter = pgStat();
         if (!r.ok) throw new Error(`${mode} against ${t.name} failed (exit ${r.exit}): ${r.stderr.slice(-2000)}`);
-        const a = acc.get(`${mode}/${t.name}`) ?? { tps: [], samples: [], cpuMs: 0, cpuOps: 0 };
+        const a = acc.get(`${mode}/${t.name}`) ?? { tps: [], samples: [], cpuMs: 0, cpuOps: 0, pgCpuMs: 0, pgOps: 0 };
+        if (pgBefore && pgAfter) {
+          a.pgCpuMs += pgAfter.cpuMs - pgBefore.cpuMs;
+          a.pgOps += r.transactions;
+        }
         a.tps.push(r.tps);
         if (r.samplesUs) a.samples.push(r.samplesUs);
         if (before && after) {
@@ -261,6 +306,7 @@ async function main(): Promise<void> {
         rounds: a.tps,
         latencyMs: summaryUsToMs(summarize(concat(a.samples))) as Summary,
         ...(a.cpuOps > 0 && { proxyCpuUsPerLookup: (a.cpuMs * 1000) / a.cpuOps }),
+        ...(a.pgOps > 0 && { postgresCpuUsPerLookup: (a.pgCpuMs * 1000) / a.pgOps }),
       };
     }),
   );
@@ -278,6 +324,8 @@ async function main(): Promise<void> {
       encryptedViaPgcmekOverDirect: ratio(enc.lookupsPerSec, get(mode, 'plaintext direct').lookupsPerSec),
       proxyCpuUsPerLookupEncrypted: enc.proxyCpuUsPerLookup,
       proxyCpuUsPerLookupPlaintext: plain.proxyCpuUsPerLookup,
+      postgresCpuUsPerLookupEncrypted: enc.postgresCpuUsPerLookup,
+      postgresCpuUsPerLookupPlaintext: plain.postgresCpuUsPerLookup,
     };
   });
 
@@ -293,10 +341,10 @@ async function main(): Promise<void> {
     return;
   }
   const lines = ['', `pgbench -c ${o.clients} -j 2, ${o.seconds}s x ${o.rounds} round(s) per cell, ${o.rows} rows, ${report.settings.distribution} lookups, Postgres 18, ${cpus().length} CPUs, Node ${process.version}`];
-  lines.push('mode      target                  lookups/s (mean)  rounds                    p50 ms   p99 ms   pgcmek CPU µs/lookup');
+  lines.push('mode      target                  lookups/s (mean)  rounds                    p50 ms   p99 ms   CPU µs/lookup: pgcmek  postgres');
   for (const r of results) {
     lines.push(
-      `${r.mode.padEnd(8)}  ${r.target.padEnd(22)}  ${fmt(r.lookupsPerSec).padStart(16)}  ${r.rounds.map((x) => fmt(x)).join('/').padEnd(24)}  ${fmt(r.latencyMs.p50, 3).padStart(7)}  ${fmt(r.latencyMs.p99, 3).padStart(7)}   ${fmt(r.proxyCpuUsPerLookup, 1).padStart(8)}`,
+      `${r.mode.padEnd(8)}  ${r.target.padEnd(22)}  ${fmt(r.lookupsPerSec).padStart(16)}  ${r.rounds.map((x) => fmt(x)).join('/').padEnd(24)}  ${fmt(r.latencyMs.p50, 3).padStart(7)}  ${fmt(r.latencyMs.p99, 3).padStart(7)}   ${fmt(r.proxyCpuUsPerLookup, 1).padStart(20)}  ${fmt(r.postgresCpuUsPerLookup, 1).padStart(8)}`,
     );
   }
   lines.push('');

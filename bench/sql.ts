@@ -1,5 +1,6 @@
 // Cost of the SQL analysis per message: the textual prefilter (most traffic),
-// a full analysis (cache miss), a cache hit, and the raw parser for reference.
+// a full analysis (cache miss), a cache hit, the raw parser for reference, and
+// texts that differ only in their literals (one shape: rebased, not parsed).
 // Run: npx tsc -p tsconfig.json && node dist/bench/sql.js [iterations]
 import { pathToFileURL } from 'node:url';
 import { parseSync } from 'libpg-query';
@@ -24,6 +25,12 @@ const insert = 'INSERT INTO "app_model" ("secret", "token", "title") VALUES (\'s
 const update = 'UPDATE "users" SET "ssn" = $1, "name" = $2 WHERE "users"."id" = $3';
 const select = 'SELECT "users"."id", "users"."ssn" FROM "users" WHERE "users"."email" = $1 LIMIT 21';
 const bulk = `INSERT INTO users (name, ssn, email) VALUES ${Array.from({ length: 1000 }, (_, i) => `('n${i}', 'ssn-${i}', 'e${i}@x')`).join(', ')}`;
+/** Django with psycopg2: the client interpolates values, so every text is new. */
+const djangoLookup = (i: number) =>
+  `SELECT "app_model"."id", "app_model"."secret", "app_model"."token" FROM "app_model" WHERE "app_model"."token" = '${1e18 + i * 7919}' LIMIT 21`;
+const djangoInsert = (i: number) =>
+  `INSERT INTO "app_model" ("secret", "token", "title") VALUES ('s3cr3t-${i}', 'tok-${i}', 'Hello ✓ ${i}') RETURNING "app_model"."id"`;
+const djangoUpdate = (i: number) => `UPDATE "users" SET "ssn" = E'ssn\\\\${i}', "name" = 'it''s ${i}' WHERE "users"."id" = ${i}`;
 
 function timeIt(label: string, n: number, fn: () => unknown): { label: string; usPerOp: number } {
   // Warm up until the JIT and the WASM tier-up settle (the first thousands of parses run unoptimised).
@@ -39,12 +46,16 @@ export async function runSqlBench(iterations = 20000): Promise<{ label: string; 
   await initSql();
   const columnsOf = (s: string, t: string) => CATALOG[`${s}.${t}`];
   const cached = new SqlAnalyzer({ tables: TABLES, columnsOf });
-  const uncached = new SqlAnalyzer({ tables: TABLES, columnsOf, cacheSize: 0 });
+  // No cache of either kind: every call is a full analysis.
+  const uncached = new SqlAnalyzer({ tables: TABLES, columnsOf, cacheSize: 0, shapeCacheSize: 0 });
+  // Shapes only: the same text again is rebased, as a new text of its shape would be.
+  const shapesOnly = new SqlAnalyzer({ tables: TABLES, columnsOf, cacheSize: 0 });
   const small = Math.max(10, Math.floor(iterations / 200));
   // V8 compiles the parser's WASM with a baseline tier first; optimised code arrives after
   // a few thousand parses (in the background). Measure the steady state.
   const warmUntil = Date.now() + 1500;
   while (Date.now() < warmUntil) for (const q of [insert, update, select, unmappedShort]) uncached.analyze(q);
+  let n = 0;
   const results = [
     timeIt('prefilter, unmapped SELECT (110 B)', iterations, () => cached.analyze(unmappedShort)),
     timeIt(`prefilter, unmapped SELECT (${unmappedLong.length} B)`, iterations, () => cached.analyze(unmappedLong)),
@@ -55,6 +66,11 @@ export async function runSqlBench(iterations = 20000): Promise<{ label: string; 
     timeIt('analysis, SELECT searchable predicate (miss)', iterations / 4, () => uncached.analyze(select)),
     timeIt('cache hit, INSERT with literals', iterations, () => cached.analyze(insert)),
     timeIt(`analysis, 1000-row INSERT, 2000 literals (${(bulk.length / 1024).toFixed(0)} KiB, miss)`, small, () => uncached.analyze(bulk)),
+    timeIt('analysis, Django literal lookup (miss)', iterations / 4, () => uncached.analyze(djangoLookup(n++))),
+    timeIt('one shape, distinct texts: Django literal lookup', iterations, () => cached.analyze(djangoLookup(n++))),
+    timeIt('one shape, distinct texts: INSERT with 3 literals', iterations, () => cached.analyze(djangoInsert(n++))),
+    timeIt('one shape, distinct texts: UPDATE, E-string, number', iterations, () => cached.analyze(djangoUpdate(n++))),
+    timeIt('one shape: 1000-row INSERT, 2000 literals (rebased)', small * 4, () => shapesOnly.analyze(bulk)),
   ];
   return results;
 }

@@ -4,8 +4,9 @@
 // gets one interceptor factory that delegates to the current generation, so a
 // reload swaps what NEW sessions use without touching the listener: open
 // sessions keep the generation they started with (its encrypted map, KEKs and
-// admin roles) until they end. A retired generation's keyring is closed (DEKs
-// zeroed) when its last session ends. A config that does not load, or KEKs that
+// admin roles) until they end. A retired generation's layer and keyring are
+// closed (searchable column keys and DEKs zeroed, cached plaintexts dropped)
+// when its last session ends. A config that does not load, or KEKs that
 // do not initialise, are rejected with the reason and the current generation
 // stays. The log level applies at once, to open sessions too.
 import type { Config } from '../config/types.js';
@@ -14,6 +15,7 @@ import { createBackends } from '../crypto/kek/registry.js';
 import type { RemoteMetrics } from '../crypto/kek/retry.js';
 import type { KekBackend } from '../crypto/kek/types.js';
 import { createAdminGateway } from '../encryption/admin-gateway.js';
+import { layerSearchableKeys } from '../encryption/deps.js';
 import { EncryptionLayer } from '../encryption/layer.js';
 import type { Logger } from '../log.js';
 import { instrumentAdmin } from '../metrics/admin.js';
@@ -161,8 +163,10 @@ export class ProxyRuntime {
     const { keyring, backends } = await openKeyring(config.kek);
     const stats = this.stats;
     try {
-      const admin = instrumentAdmin(createAdminGateway(config, keyring, stats.adminProgressFn), stats);
-      const layer = new EncryptionLayer({
+      // Admin commands use the searchable keys this generation's layer loaded (built just below).
+      let layer: EncryptionLayer | undefined;
+      const admin = instrumentAdmin(createAdminGateway(config, keyring, stats.adminProgressFn, layerSearchableKeys(() => layer!)), stats);
+      layer = new EncryptionLayer({
         config,
         keyring,
         logger: this.logger,
@@ -193,6 +197,10 @@ export class ProxyRuntime {
       keyring: addStats(this.retired.keyring, { ...s, cache: { ...s.cache, size: 0 } }),
       remote: [...this.retired.remote, ...remoteMetrics(g.backends)],
     };
-    return g.keyring.close().catch((e: Error) => this.logger.warn({ reason: e.message, generation: g.id }, 'closing a retired keyring failed'));
+    // Both at once (neither needs the other): the layer's searchable column keys and cached
+    // plaintexts, and the keyring's DEKs, are zeroed as soon as the last session has ended.
+    const layer = g.layer.close().catch((e: Error) => this.logger.warn({ reason: e.message, generation: g.id }, 'closing a retired encryption layer failed'));
+    const keyring = g.keyring.close().catch((e: Error) => this.logger.warn({ reason: e.message, generation: g.id }, 'closing a retired keyring failed'));
+    return Promise.all([layer, keyring]).then(() => undefined);
   }
 }

@@ -28,6 +28,8 @@ export class DekCache {
   // A Map iterates in insertion order: re-inserting on a hit makes the first key the least recently used.
   private readonly entries = new Map<string, Entry>();
   private readonly ttlMs: number;
+  /** The entry at the most recent end of `entries`. */
+  private newest: Entry | undefined;
   hits = 0;
   misses = 0;
   evictions = 0;
@@ -60,8 +62,12 @@ export class DekCache {
       if (count) this.misses++;
       return undefined;
     }
-    this.entries.delete(id);
-    this.entries.set(id, e);
+    // Move to the most recent end, unless it is there already (reads of one hot DEK: no Map churn).
+    if (e !== this.newest) {
+      this.entries.delete(id);
+      this.entries.set(id, e);
+      this.newest = e;
+    }
     if (count) this.hits++;
     return e.key;
   }
@@ -75,7 +81,9 @@ export class DekCache {
       const [oldest, e] = this.entries.entries().next().value as [string, Entry];
       this.drop(oldest, e);
     }
-    this.entries.set(id, { key, at: this.clock() });
+    const e = { key, at: this.clock() };
+    this.entries.set(id, e);
+    this.newest = e;
     return true;
   }
 
@@ -89,6 +97,7 @@ export class DekCache {
 
   private drop(id: string, e: Entry): void {
     this.entries.delete(id);
+    if (e === this.newest) this.newest = undefined;
     e.key.destroy();
     this.evictions++;
   }

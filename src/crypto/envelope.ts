@@ -21,7 +21,17 @@ export type WrappedDekBackend = 'local' | 'vault' | 'aws_kms';
 
 export function isEnvelope(v: string | Buffer): boolean {
   if (typeof v === 'string') return v.startsWith(PREFIX);
-  return v.length >= PREFIX_LEN && PREFIX_BYTES.equals(v.subarray(0, PREFIX_LEN));
+  return hasPrefixAt(v, 0, v.length);
+}
+
+/**
+ * True when src[start, end) starts with `cmek:v1:`. Compared byte by byte in
+ * JS: on every value read, a view plus a native compare cost more than the check.
+ */
+export function hasPrefixAt(src: Uint8Array, start: number, end: number): boolean {
+  if (end - start < PREFIX_LEN) return false;
+  for (let i = 0; i < PREFIX_LEN; i++) if (src[start + i] !== PREFIX_BYTES[i]) return false;
+  return true;
 }
 
 /** Where an envelope's parts are: [8, bar1) wrapped DEK, (bar1, bar2) nonce, (bar2, end) token. */

@@ -2,8 +2,9 @@
 // token = base64url_padded(0x80 | ts: u64 BE seconds | iv: 16 | AES-128-CBC(PKCS7) | HMAC-SHA256: 32)
 // The HMAC covers everything before it and is checked (constant time) before any
 // decryption, so padding errors can never be used as an oracle.
-import { createCipheriv, createDecipheriv, createHmac, timingSafeEqual, type Decipher } from 'node:crypto';
+import { createCipheriv, createDecipheriv, timingSafeEqual, type Cipher, type Decipher } from 'node:crypto';
 import { decodeStrict, encodePadded } from './base64url.js';
+import { HMAC_BYTES, HmacSha256Key } from './hmac-sha256.js';
 import { fillRandom } from './random.js';
 
 export type FernetErrorReason =
@@ -37,8 +38,10 @@ export class FernetError extends Error {
 
 const VERSION = 0x80;
 const HEADER = 1 + 8 + 16; // version, timestamp, IV
-const MAC = 32;
+const MAC = HMAC_BYTES;
 const BLOCK = 16;
+/** The MAC a token should carry, computed into one reused buffer (a MAC is public once compared). */
+const expected = Buffer.alloc(MAC);
 /** 73: an empty plaintext still pads to one block. */
 export const MIN_TOKEN_BYTES = HEADER + BLOCK + MAC;
 /** Clock skew tolerated for tokens stamped in the future (the reference implementations use 60 s). */
@@ -46,11 +49,13 @@ export const MAX_CLOCK_SKEW_SECONDS = 60;
 
 /**
  * A 32-byte Fernet key split once into its signing and encryption halves,
- * so per-value work does no slicing. Own copies: `destroy()` zeroes them.
+ * with what every value under it reuses: the HMAC key's pad states and one AES
+ * cipher per direction. Own copies: `destroy()` zeroes them.
  */
 export class FernetKey {
   readonly signingKey: Buffer;
   readonly encryptionKey: Buffer;
+  private readonly hmac: HmacSha256Key;
 
   constructor(key: Buffer) {
     if (key.length !== 32) throw new RangeError(`a Fernet key is 32 bytes, got ${key.length}`);
@@ -58,6 +63,7 @@ export class FernetKey {
     this.encryptionKey = Buffer.alloc(16);
     key.copy(this.signingKey, 0, 0, 16);
     key.copy(this.encryptionKey, 0, 16, 32);
+    this.hmac = new HmacSha256Key(this.signingKey);
   }
 
   /** From the usual padded base64url text form (spec vectors, other implementations). */
@@ -67,6 +73,11 @@ export class FernetKey {
     const k = new FernetKey(raw);
     raw.fill(0);
     return k;
+  }
+
+  /** HMAC-SHA256 under the signing key of src[start, end), written to out[at, at + 32). */
+  macInto(src: Uint8Array, start: number, end: number, out: Uint8Array, at: number): void {
+    this.hmac.macInto(src, start, end, out, at);
   }
 
   /**
@@ -88,14 +99,55 @@ export class FernetKey {
     return out;
   }
 
+  /**
+   * AES-128-CBC encryption in place of buf[at, at + len) (whole blocks, already
+   * padded) under `iv`, over ONE cipher for every value: creating a cipher per
+   * value cost more than the rest of an encrypt. A CBC encipher without padding
+   * carries only its chaining block C between update() calls (OpenSSL keeps it
+   * as the context IV), so it encrypts a first block X as E(X ^ C). Feeding
+   * X = P1 ^ iv ^ C gives E(P1 ^ iv): exactly the first block a fresh cipher
+   * with `iv` would give; later blocks chain off it as usual. Byte-identical to
+   * a fresh createCipheriv per value (test/crypto/fernet.test.ts checks
+   * thousands in a row).
+   */
+  encryptBlocksInPlace(buf: Buffer, at: number, len: number, iv: Uint8Array): void {
+    let c = this.cbc;
+    const chain = this.chain;
+    if (c === null) {
+      chain.fill(0);
+      c = createCipheriv('aes-128-cbc', this.encryptionKey, chain);
+      c.setAutoPadding(false);
+      this.cbc = c;
+    }
+    for (let i = 0; i < 16; i++) buf[at + i]! ^= iv[i]! ^ chain[i]!;
+    let ct: Buffer;
+    try {
+      ct = c.update(buf.subarray(at, at + len));
+    } catch (e) {
+      this.cbc = null; // its chaining block is unknown now: start over with a fresh one
+      throw e;
+    }
+    if (ct.length !== len) {
+      this.cbc = null;
+      throw new Error('AES-CBC returned a partial block run');
+    }
+    buf.set(ct, at);
+    ct.copy(chain, 0, len - 16, len);
+  }
+
   private ecb: Decipher | null = null;
+  private cbc: Cipher | null = null;
+  /** The last ciphertext block `cbc` produced (its chaining state). */
+  private readonly chain = Buffer.alloc(16);
 
   /** Zeroes both halves; the key is unusable afterwards (every token fails its MAC). */
   destroy(): void {
     this.signingKey.fill(0);
     this.encryptionKey.fill(0);
-    // OpenSSL's copy of the key schedule goes with the object (it cannot be zeroed from JS).
+    this.hmac.destroy();
+    // OpenSSL's copies of the key schedule go with the objects (they cannot be zeroed from JS).
     this.ecb = null;
+    this.cbc = null;
   }
 }
 
@@ -134,14 +186,16 @@ export function encryptRaw(key: FernetKey | Buffer, plaintext: Buffer | string, 
   } else {
     fillRandom(out, 9, 16);
   }
-  const cipher = createCipheriv('aes-128-cbc', k.encryptionKey, out.subarray(9, HEADER));
-  const body = cipher.update(pt);
-  body.copy(out, HEADER);
-  cipher.final().copy(out, HEADER + body.length);
-  createHmac('sha256', k.signingKey)
-    .update(out.subarray(0, HEADER + ctLen))
-    .digest()
-    .copy(out, HEADER + ctLen);
+  // PKCS7 padding, then CBC in place over the padded plaintext.
+  pt.copy(out, HEADER);
+  out.fill(ctLen - pt.length, HEADER + pt.length, HEADER + ctLen);
+  try {
+    k.encryptBlocksInPlace(out, HEADER, ctLen, out.subarray(9, HEADER));
+  } catch (e) {
+    out.fill(0, HEADER, HEADER + ctLen); // no stray plaintext
+    throw e;
+  }
+  k.macInto(out, 0, HEADER + ctLen, out, HEADER + ctLen);
   return out;
 }
 
@@ -172,7 +226,7 @@ export function decryptRange(
   if ((macAt - HEADER) % BLOCK !== 0) throw new FernetError('bad_length');
   if (macAt === HEADER) throw new FernetError('too_short'); // no ciphertext block at all
 
-  const expected = createHmac('sha256', key.signingKey).update(data.subarray(0, macAt)).digest();
+  key.macInto(data, 0, macAt, expected, 0);
   if (!timingSafeEqual(expected, data.subarray(macAt))) throw new FernetError('bad_mac');
 
   // Time checks only after the MAC: an 'expired' or 'future' verdict is then about an authentic token.

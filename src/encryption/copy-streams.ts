@@ -15,6 +15,7 @@ import type { ColumnTarget, CopyFormatOptions, CopyInPlan, CopyOutPlan, CopyPlan
 import type { CopyFormat } from './copy-format.js';
 import { CopyInEncryptor } from './copy-in.js';
 import { CopyOutDecryptor } from './copy-out.js';
+import { formatError } from './params.js';
 import { RowDecryptError } from './rows.js';
 import type { MaybePromise, ValueCodec, ValueShape } from './values.js';
 
@@ -123,7 +124,7 @@ export class CopyStreams {
 
   /** Drops the rest of the data; the client's CopyDone becomes a CopyFail (now, if this was it). */
   private failIn(e: unknown, atDone: boolean): Verdict {
-    const msg = e instanceof Error ? e.message : String(e);
+    const msg = (e instanceof Error ? e.message : String(e)).replace(/^pgcmek: /, '');
     this.logger.warn({ reason: msg }, 'COPY FROM STDIN refused: its data cannot be encrypted');
     const reason = `pgcmek: COPY data cannot be encrypted: ${msg}`;
     if (atDone) {
@@ -141,12 +142,12 @@ export class CopyStreams {
 
   private startIn(plan: CopyInPlan): void {
     const fields: number[] = [];
-    const policies = new Map<number, { policy: ColumnPolicy; shape: ValueShape; key?: SearchableColumnKey }>();
+    const policies = new Map<number, { target: ColumnTarget; policy: ColumnPolicy; shape: ValueShape; key?: SearchableColumnKey }>();
     try {
       plan.fields.forEach((t, i) => {
         if (!t) return;
         fields.push(i);
-        policies.set(i, { policy: t.policy, shape: this.shapeOf(t), ...(t.policy.searchable && { key: this.searchableKey(t) }) });
+        policies.set(i, { target: t, policy: t.policy, shape: this.shapeOf(t), ...(t.policy.searchable && { key: this.searchableKey(t) }) });
       });
     } catch (e) {
       return this.refuseIn(`pgcmek: ${e instanceof Error ? e.message : String(e)}`);
@@ -160,7 +161,13 @@ export class CopyStreams {
       transform: (v, i) => {
         const p = policies.get(i)!;
         if (p.key) return this.codec.encryptSearchable(Buffer.from(v), p.key);
-        return this.codec.encrypt(Buffer.from(v), p.policy, p.shape, false);
+        // A value the column cannot hold (malformed JSON): the refusal names the column.
+        try {
+          const r = this.codec.encrypt(Buffer.from(v), p.policy, p.shape, false);
+          return r instanceof Promise ? r.catch((e: unknown) => Promise.reject(formatError(e, p.target))) : r;
+        } catch (e) {
+          throw formatError(e, p.target);
+        }
       },
     });
   }

@@ -7,17 +7,36 @@ import { Keyring } from '../crypto/keyring.js';
 import type { Logger } from '../log.js';
 import type { ProxyDeps } from '../proxy/server.js';
 import { initSql } from '../sql/index.js';
-import { createAdminGateway } from './admin-gateway.js';
+import { createAdminGateway, type SearchableKeySource } from './admin-gateway.js';
 import { EncryptionLayer } from './layer.js';
+import type { SearchableOptions } from './searchable-keys.js';
 
 export interface EncryptionDeps {
   layer: EncryptionLayer;
   deps: Partial<ProxyDeps>;
 }
 
-export async function createProxyDeps(config: Config, logger: Logger, keyring: Keyring): Promise<EncryptionDeps> {
+/**
+ * What admin commands use of a layer's searchable keys: those the layer loaded
+ * for the session's database (the gateway is built before the layer, hence the getter).
+ */
+export function layerSearchableKeys(layer: () => EncryptionLayer): SearchableKeySource {
+  return {
+    keys: (info) => layer().searchable.keysFor(info.database),
+    problem: (info) => layer().searchable.problem(info.database),
+  };
+}
+
+export async function createProxyDeps(
+  config: Config,
+  logger: Logger,
+  keyring: Keyring,
+  options: { searchable?: SearchableOptions } = {},
+): Promise<EncryptionDeps> {
   await initSql();
-  const layer = new EncryptionLayer({ config, keyring, logger, admin: createAdminGateway(config, keyring) });
+  let layer: EncryptionLayer | undefined;
+  const admin = createAdminGateway(config, keyring, undefined, layerSearchableKeys(() => layer!));
+  layer = new EncryptionLayer({ config, keyring, logger, admin, ...(options.searchable && { searchable: options.searchable }) });
   return {
     layer,
     deps: {

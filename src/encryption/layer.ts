@@ -93,8 +93,12 @@ export class EncryptionLayer {
     return rw;
   }
 
-  /** The layer is retired (config reload): zero the searchable keys. */
+  /**
+   * The layer is retired (config reload, shutdown): zero every searchable column
+   * key and drop the decrypted-value cache. Sessions still open on it must have ended.
+   */
   close(): Promise<void> {
+    this.codec.clearCache();
     return this.searchable.close();
   }
 

@@ -8,7 +8,8 @@ import { decodeBind, encodeBind, formatAt } from '../protocol/frontend/bind.js';
 import type { SearchableColumnKey } from '../searchable/column-key.js';
 import type { ColumnTarget, ParamSite } from '../sql/types.js';
 import type { ParseRewrite } from './searchable-rewrite.js';
-import type { MaybePromise, ValueCodec, ValueShape } from './values.js';
+import { spliceValues, type ValueEdit } from './splice.js';
+import { ValueFormatError, type MaybePromise, type ValueCodec, type ValueShape } from './values.js';
 
 export class ParamError extends Error {
   constructor(
@@ -39,8 +40,73 @@ export interface BindContext {
 
 /** Returns the new Bind frame, or undefined when nothing changed. */
 export function encryptBind(frame: Buffer, plan: BindPlan, c: BindContext, statement: string): MaybePromise<Buffer | undefined> {
+  if (plan.rewrite) return rewriteBind(frame, plan, plan.rewrite, c, statement);
+  const at = locateValues(frame);
+  // Not a well-formed Bind: the full decoder says what is wrong with it.
+  if (at === undefined) return rewriteBind(frame, plan, undefined, c, statement);
+  // The common case, only written values encrypted: the other bytes of the frame are copied as they are.
+  let edits: { from: number; to: number; value: MaybePromise<Buffer> }[] | undefined;
+  let pending = false;
+  let p = at.values;
+  for (let i = 0; i < at.count; i++) {
+    const len = frame.readInt32BE(p);
+    const start = p + 4;
+    const end = len > 0 ? start + len : start;
+    const site = len < 0 ? undefined : plan.writes.get(i + 1);
+    if (site) {
+      const v = frame.subarray(start, end);
+      const nf = at.formatCount;
+      // Postgres' 0/1/n rule, as formatAt.
+      const format = nf === 0 || (nf > 1 && i >= nf) ? 0 : frame.readInt16BE(at.formats + 2 * (nf === 1 ? 0 : i));
+      const r = encryptValue(v, site, format === 1, c);
+      if (r !== v) {
+        (edits ??= []).push({ from: p, to: end, value: r });
+        if (r instanceof Promise) pending = true;
+      }
+    }
+    p = end;
+  }
+  if (!edits) return undefined;
+  if (!pending) return spliceValues(frame, edits as ValueEdit[]);
+  const all = edits;
+  return Promise.all(all.map((e) => e.value)).then((vals) => spliceValues(frame, all.map((e, k) => ({ from: e.from, to: e.to, value: vals[k]! }))));
+}
+
+/**
+ * Where a Bind's parameter format codes and values start, or undefined when
+ * the frame is not well-formed (then decodeBind reports why). Every length is
+ * checked against the frame, up to the result formats ending exactly at its end.
+ */
+function locateValues(frame: Buffer): { formats: number; formatCount: number; values: number; count: number } | undefined {
+  const end = frame.length;
+  if (end < 5 || frame.readInt32BE(1) !== end - 1) return undefined;
+  let p = frame.indexOf(0, 5); // portal name
+  if (p < 0) return undefined;
+  p = frame.indexOf(0, p + 1); // statement name
+  if (p < 0 || p + 3 > end) return undefined;
+  const formatCount = frame.readInt16BE(p + 1);
+  const formats = p + 3;
+  p = formats + 2 * formatCount;
+  if (formatCount < 0 || p + 2 > end) return undefined;
+  const count = frame.readInt16BE(p);
+  const values = p + 2;
+  p = values;
+  if (count < 0) return undefined;
+  for (let i = 0; i < count; i++) {
+    if (p + 4 > end) return undefined;
+    const len = frame.readInt32BE(p);
+    if (len < -1) return undefined;
+    p += 4 + Math.max(len, 0);
+  }
+  if (p + 2 > end) return undefined;
+  const results = frame.readInt16BE(p);
+  if (results < 0 || p + 2 + 2 * results !== end) return undefined;
+  return { formats, formatCount, values, count };
+}
+
+/** The decode/encode path: statements rewritten for searchable comparisons (parameters added). */
+function rewriteBind(frame: Buffer, plan: BindPlan, rw: ParseRewrite | undefined, c: BindContext, statement: string): MaybePromise<Buffer | undefined> {
   const bind = decodeBind(frame);
-  const rw = plan.rewrite;
   const client = bind.values;
   if (rw) {
     if (client.length !== rw.clientCount) {
@@ -75,7 +141,23 @@ export function encryptBind(frame: Buffer, plan: BindPlan, c: BindContext, state
   return encodeBind(bind);
 }
 
+/** One parameter's new bytes; a value the column cannot hold becomes a ParamError naming the column. */
 function encryptValue(v: Buffer, site: ParamSite, binary: boolean, c: BindContext): MaybePromise<Buffer> {
+  try {
+    const r = encryptSiteValue(v, site, binary, c);
+    return r instanceof Promise ? r.catch((e: unknown) => Promise.reject(formatError(e, site.target))) : r;
+  } catch (e) {
+    throw formatError(e, site.target);
+  }
+}
+
+/** A ValueFormatError (malformed JSON...) as the ParamError that names its column; anything else as it is. */
+export function formatError(e: unknown, t: ColumnTarget): unknown {
+  if (!(e instanceof ValueFormatError)) return e;
+  return new ParamError(t, `pgcmek: invalid value for ${t.schema}.${t.table}.${t.column}: ${e.message}`);
+}
+
+function encryptSiteValue(v: Buffer, site: ParamSite, binary: boolean, c: BindContext): MaybePromise<Buffer> {
   const t = site.target;
   if (t.policy.searchable) {
     const key = c.key(t);

@@ -3,6 +3,12 @@
 // with a DO block, so the server's transaction state matches what the client is
 // told (an explicit transaction becomes aborted, an implicit one rolls back).
 import type { SqlRejection } from '../sql/types.js';
+import { KekConfigError } from '../crypto/errors.js';
+import { RemoteKekError } from '../crypto/kek/retry.js';
+import { SearchableKeyError } from '../searchable/types.js';
+import { BindCountError, ParamError } from './params.js';
+import { ValueFormatError } from './values.js';
+import { RewriteError } from './searchable-sql.js';
 import { encodeErrorResponse, type ErrorFields } from '../protocol/backend/error-response.js';
 import { encodeParse } from '../protocol/frontend/parse.js';
 import { encodeBind } from '../protocol/frontend/bind.js';
@@ -45,4 +51,21 @@ export function errorFrame(e: { code: string; message: string; hint?: string; ta
   if (e.column) other.set(0x63 /* c */, e.column);
   if (other.size) f.other = other;
   return encodeErrorResponse(f);
+}
+
+/** A write that could not be encrypted: refused with a SQLSTATE, never forwarded as plaintext. */
+export function writeFailure(e: unknown): SqlRejection {
+  if (e instanceof SearchableKeyError) return { code: e.sqlstate, reason: 'internal', message: e.message.startsWith('pgcmek:') ? e.message : `pgcmek: ${e.message}` };
+  if (e instanceof RewriteError) return { code: '0A000', reason: 'unsupported_operator', message: `pgcmek: a comparison on a searchable column cannot be rewritten (${e.message})` };
+  if (e instanceof BindCountError) return { code: '08P01', reason: 'internal', message: e.message };
+  if (e instanceof ParamError) {
+    return { code: '22P02', reason: 'unencryptable_value', message: e.message, table: `${e.target.schema}.${e.target.table}`, column: e.target.column };
+  }
+  // Named by its column where it was raised (formatError); this is the last resort.
+  if (e instanceof ValueFormatError) return { code: '22P02', reason: 'unencryptable_value', message: `pgcmek: ${e.message}` };
+  if (e instanceof RemoteKekError || e instanceof KekConfigError) {
+    return { code: '58030', reason: 'internal', message: `pgcmek: cannot encrypt: ${e.message}` };
+  }
+  const msg = e instanceof Error ? e.message : String(e);
+  return { code: 'XX000', reason: 'internal', message: `pgcmek: cannot encrypt: ${msg}` };
 }

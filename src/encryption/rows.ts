@@ -6,6 +6,8 @@ import type { ColumnPolicy } from '../config/types.js';
 import type { ResolvedCatalog } from '../catalog/types.js';
 import { CMEKDecryptionError } from '../crypto/errors.js';
 import type { ResultShape } from '../proxy/state.js';
+import { hasPrefixAt } from '../crypto/envelope.js';
+import { spliceValue, spliceValues, type ValueEdit } from './splice.js';
 import { shapeOf, type MaybePromise, type ValueCodec, type ValueShape } from './values.js';
 
 export interface FieldPlan {
@@ -23,6 +25,14 @@ export interface RowPlan {
   fields: FieldPlan[];
   /** Text fields without a known origin, decrypted only when they hold a valid envelope (`decrypt_unmapped: prefixed`). */
   unmapped: number[];
+  /** Both, by column position: the one pass over a DataRow visits them in this order. */
+  visits: Visit[];
+}
+
+interface Visit {
+  index: number;
+  /** undefined: an unmapped field. */
+  field: FieldPlan | undefined;
 }
 
 const TEXT_LIKE = new Set([25, 1043, 705 /* unknown */, 19 /* name */]);
@@ -32,12 +42,13 @@ const PREFIX = Buffer.from('cmek:v1:', 'latin1');
 export function planRows(shape: ResultShape, catalog: ResolvedCatalog | undefined, decryptUnmapped: boolean): RowPlan | null {
   const fields: FieldPlan[] = [];
   const unmapped: number[] = [];
+  const visits: Visit[] = [];
   shape.fields.forEach((f, i) => {
     const col = f.tableOid && catalog ? catalog.lookup(f.tableOid, f.columnAttr) : undefined;
     if (col) {
       const rel = catalog!.relation(col.source.schema, col.source.table);
       const base = rel?.columns.find((c) => c.name === col.source.column)?.baseTypeOid ?? col.typeOid;
-      fields.push({
+      const field: FieldPlan = {
         index: i,
         policy: col.policy,
         shape: shapeOf(base),
@@ -45,12 +56,15 @@ export function planRows(shape: ResultShape, catalog: ResolvedCatalog | undefine
         label: `${col.source.schema}.${col.source.table}.${col.source.column}`,
         table: `${col.source.schema}.${col.source.table}`,
         column: col.source.column,
-      });
+      };
+      fields.push(field);
+      visits.push({ index: i, field });
     } else if (decryptUnmapped && f.tableOid === 0 && TEXT_LIKE.has(f.typeOid)) {
       unmapped.push(i);
+      visits.push({ index: i, field: undefined });
     }
   });
-  return fields.length || unmapped.length ? { fields, unmapped } : null;
+  return fields.length || unmapped.length ? { fields, unmapped, visits } : null;
 }
 
 /** A configured column's value could not be decrypted and its policy says: fail the result. */
@@ -65,62 +79,90 @@ export class RowDecryptError extends Error {
 
 export type OnCiphertextKept = (field: FieldPlan, err: CMEKDecryptionError) => void;
 
+/** A field to replace, its new value possibly still being decrypted. */
+interface PendingEdit {
+  from: number;
+  to: number;
+  value: MaybePromise<Buffer>;
+}
+
 /**
  * Decrypts the planned fields of one DataRow frame. Returns undefined when the
  * row is unchanged, else the new frame. Throws RowDecryptError (possibly via the
  * Promise) when a field fails and its policy is `on_decrypt_error: error`.
+ * One pass over the fields up to the last planned one; the new frame is one
+ * allocation (splice.ts).
  */
 export function decryptDataRow(frame: Buffer, plan: RowPlan, codec: ValueCodec, kept: OnCiphertextKept): MaybePromise<Buffer | undefined> {
-  // Field offsets: D, int32 len, int16 count, then (int32 len | -1, bytes)*.
+  // D, int32 len, int16 count, then (int32 len | -1, bytes)*.
   const count = frame.readInt16BE(5);
-  const starts = new Int32Array(count);
-  const lens = new Int32Array(count);
+  const visits = plan.visits;
+  // The first edit in locals: most rows change one field, and then nothing else is allocated.
+  let from = 0;
+  let to = 0;
+  let value: MaybePromise<Buffer> | undefined;
+  let more: PendingEdit[] | undefined;
+  let pending = false;
   let at = 7;
-  for (let i = 0; i < count; i++) {
-    const n = frame.readInt32BE(at);
-    at += 4;
-    starts[i] = at;
-    lens[i] = n;
-    if (n > 0) at += n;
-  }
-  let out: (Buffer | Promise<Buffer>)[] | undefined;
-  const put = (i: number, v: MaybePromise<Buffer>) => {
-    out ??= new Array(count);
-    out[i] = v;
-  };
-  for (const f of plan.fields) {
-    if (f.index >= count || lens[f.index]! < 0) continue;
-    const value = frame.subarray(starts[f.index]!, starts[f.index]! + lens[f.index]!);
-    if (f.shape === 'text' ? !startsWithPrefix(value) : value.indexOf(PREFIX) < 0) continue;
-    let r: MaybePromise<Buffer>;
-    try {
-      r = codec.decrypt(value, f.policy, f.shape, f.binary);
-    } catch (e) {
-      r = onFieldError(e, f, value, kept);
+  for (let i = 0, v = 0; i < count && v < visits.length; i++) {
+    const len = frame.readInt32BE(at);
+    const start = at + 4;
+    const end = len > 0 ? start + len : start;
+    if (visits[v]!.index === i) {
+      const field = visits[v++]!.field;
+      const r = len < 0 ? undefined : field ? decryptField(frame, start, end, field, codec, kept) : decryptUnmapped(frame, start, end, codec);
+      if (r !== undefined) {
+        if (value === undefined) {
+          from = at;
+          to = end;
+          value = r;
+        } else {
+          (more ??= []).push({ from: at, to: end, value: r });
+        }
+        if (r instanceof Promise) pending = true;
+      }
     }
-    if (r instanceof Promise) r = r.catch((e: unknown) => onFieldError(e, f, value, kept));
-    if (r !== value) put(f.index, r);
+    at = end;
   }
-  for (const i of plan.unmapped) {
-    if (i >= count || lens[i]! < 0) continue;
-    const value = frame.subarray(starts[i]!, starts[i]! + lens[i]!);
-    if (!startsWithPrefix(value)) continue;
-    // Unmapped: only a valid envelope under a loaded KEK is decrypted; anything else is left alone.
-    let r: MaybePromise<Buffer>;
-    try {
-      r = codec.decryptText(value);
-    } catch {
-      continue;
-    }
-    if (r instanceof Promise) r = r.catch(() => value);
-    put(i, r);
+  if (value === undefined) return undefined;
+  if (!more && !pending) return spliceValue(frame, from, to, value as Buffer);
+  const all: PendingEdit[] = [{ from, to, value }, ...(more ?? [])];
+  if (!pending) return spliceValues(frame, all as ValueEdit[]);
+  return Promise.all(all.map((e) => e.value)).then((vals) => spliceValues(frame, all.map((e, k) => ({ from: e.from, to: e.to, value: vals[k]! }))));
+}
+
+/** The field's new bytes, or undefined when it stays as it is. */
+function decryptField(frame: Buffer, start: number, end: number, f: FieldPlan, codec: ValueCodec, kept: OnCiphertextKept): MaybePromise<Buffer> | undefined {
+  // Text: an envelope is the whole value. JSON: it may sit anywhere inside (a path, or a JSON string).
+  if (f.shape === 'text') {
+    if (!hasPrefixAt(frame, start, end)) return undefined;
+  } else {
+    const p = frame.indexOf(PREFIX, start);
+    if (p < 0 || p + PREFIX.length > end) return undefined;
   }
-  if (!out) return undefined;
-  const replaced = out;
-  if (replaced.some((v) => v instanceof Promise)) {
-    return Promise.all(replaced).then((vals) => rebuild(frame, count, starts, lens, vals));
+  const value = frame.subarray(start, end);
+  let r: MaybePromise<Buffer>;
+  try {
+    r = codec.decrypt(value, f.policy, f.shape, f.binary);
+  } catch (e) {
+    r = onFieldError(e, f, value, kept);
   }
-  return rebuild(frame, count, starts, lens, replaced as Buffer[]);
+  if (r instanceof Promise) return r.catch((e: unknown) => onFieldError(e, f, value, kept));
+  return r === value ? undefined : r;
+}
+
+/** Unmapped: only a valid envelope under a loaded KEK is decrypted; anything else is left alone. */
+function decryptUnmapped(frame: Buffer, start: number, end: number, codec: ValueCodec): MaybePromise<Buffer> | undefined {
+  if (!hasPrefixAt(frame, start, end)) return undefined;
+  const value = frame.subarray(start, end);
+  let r: MaybePromise<Buffer>;
+  try {
+    r = codec.decryptText(value);
+  } catch {
+    return undefined;
+  }
+  if (r instanceof Promise) return r.catch(() => value);
+  return r === value ? undefined : r;
 }
 
 function onFieldError(e: unknown, f: FieldPlan, value: Buffer, kept: OnCiphertextKept): Buffer {
@@ -130,32 +172,4 @@ function onFieldError(e: unknown, f: FieldPlan, value: Buffer, kept: OnCiphertex
     return value;
   }
   throw new RowDecryptError(f, e);
-}
-
-function startsWithPrefix(v: Buffer): boolean {
-  return v.length >= 8 && v[0] === 0x63 && v.compare(PREFIX, 0, 8, 0, 8) === 0;
-}
-
-function rebuild(frame: Buffer, count: number, starts: Int32Array, lens: Int32Array, vals: (Buffer | undefined)[]): Buffer {
-  let size = 7;
-  for (let i = 0; i < count; i++) size += 4 + (vals[i] ? vals[i]!.length : Math.max(lens[i]!, 0));
-  const buf = Buffer.allocUnsafe(size);
-  buf[0] = 0x44;
-  buf.writeInt32BE(size - 1, 1);
-  buf.writeInt16BE(count, 5);
-  let at = 7;
-  for (let i = 0; i < count; i++) {
-    const v = vals[i];
-    if (v) {
-      buf.writeInt32BE(v.length, at);
-      at += 4;
-      at += v.copy(buf, at);
-    } else {
-      const n = lens[i]!;
-      buf.writeInt32BE(n, at);
-      at += 4;
-      if (n > 0) at += frame.copy(buf, at, starts[i]!, starts[i]! + n);
-    }
-  }
-  return buf;
 }

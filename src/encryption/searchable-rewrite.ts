@@ -107,6 +107,15 @@ export function literalEdits(
   const edits: Edit[] = [];
   sites.forEach((site, i) => {
     if (site.params.length > 0) throw new RewriteError('a parameter compared with a searchable column outside a prepared statement');
+    // One literal with one stored form (no rotation in progress): the literal alone is replaced.
+    if (site.literals.length === 1) {
+      const l = site.literals[0]!;
+      const t = texts(site, l.value);
+      if (t.length === 1) {
+        edits.push({ start: l.start, end: l.end, text: t[0]! });
+        return;
+      }
+    }
     const values = valuesOf(site);
     const byStart = new Map(values.map((v) => [v.token.start, texts(site, v.literal!)]));
     const pick = (v: ValueSpot) => byStart.get(v.token.start)!;

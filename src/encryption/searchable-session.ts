@@ -6,7 +6,6 @@
 import { encodeParameterDescription, decodeParameterDescription } from '../protocol/backend/parameter-description.js';
 import type { SearchableColumnKey } from '../searchable/column-key.js';
 import { keyNameOf, SearchableKeyError } from '../searchable/types.js';
-import { quoteLiteral } from '../sql/lexical.js';
 import type { ColumnTarget, RewritePlan, SqlRejection } from '../sql/types.js';
 import type { EncryptionLayer } from './layer.js';
 import { literalEdits, planParse, type Edit, type ParseRewrite } from './searchable-rewrite.js';
@@ -23,9 +22,16 @@ const HINT =
 const DESCRIBED_MAX = 1024;
 
 const label = (t: ColumnTarget) => `${t.schema}.${t.table}.${t.column}`;
+const where = (t: ColumnTarget) => ({ table: `${t.schema}.${t.table}`, column: t.column });
 
 export function keyNameOfTarget(t: ColumnTarget): string {
   return keyNameOf({ schema: t.schema, table: t.table, column: t.column, keyGroup: t.policy.keyGroup });
+}
+
+function sameTypes(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Every searchable column a plan writes to or compares. */
@@ -41,6 +47,10 @@ function searchableTargets(plan: RewritePlan): ColumnTarget[] {
 export class SearchableStatements {
   /** Rewritten statement text (as the server has it) -> the client's parameter count. */
   private readonly clientCounts = new Map<string, number>();
+  /** The text rewritten() saw last (it is the map's newest entry). */
+  private newest: string | undefined;
+  /** The last Parse rewrite handed out (plans are immutable and shared, so is a rewrite). */
+  private lastRewrite: { plan: RewritePlan; slots: number; types: number[]; rw: ParseRewrite } | undefined;
 
   constructor(
     private readonly layer: EncryptionLayer,
@@ -54,9 +64,8 @@ export class SearchableStatements {
     if (targets.length === 0) return undefined;
     const keys = this.layer.searchable.keysFor(this.database);
     for (const t of targets) {
-      const where = { table: `${t.schema}.${t.table}`, column: t.column };
       if (this.shapeOf(t) !== 'text') {
-        return { code: '42804', reason: 'internal', message: `pgcmek: searchable column ${label(t)} must be text or varchar: its values are compared as whole strings`, ...where };
+        return { code: '42804', reason: 'internal', message: `pgcmek: searchable column ${label(t)} must be text or varchar: its values are compared as whole strings`, ...where(t) };
       }
       if (!keys?.column(t)) {
         return {
@@ -64,7 +73,7 @@ export class SearchableStatements {
           reason: 'internal',
           message: `pgcmek: ${label(t)} is searchable, but its key is not available in database "${this.database}": ${this.layer.searchable.problem(this.database)}`,
           hint: HINT,
-          ...where,
+          ...where(t),
         };
       }
     }
@@ -84,7 +93,7 @@ export class SearchableStatements {
     return literalEdits(
       bytes,
       plan.predicates,
-      (site, value) => this.key(site.target).candidates(Buffer.from(value, 'utf8')).map((c) => quoteLiteral(c.toString('utf8'))),
+      (site, value) => this.key(site.target).quotedCandidates(Buffer.from(value, 'utf8')),
       () => this.layer.shapeOf(plan, bytes),
     );
   }
@@ -95,13 +104,22 @@ export class SearchableStatements {
     const keys = this.layer.searchable.keysFor(this.database);
     if (!keys) throw new SearchableKeyError(`pgcmek: searchable keys are not loaded: ${this.layer.searchable.problem(this.database)}`);
     const slots = keys.candidateSlots;
-    return this.layer.parseRewrite(plan, `${slots}:${clientTypes.join(',')}`, () =>
+    // Clients that Parse the same statement before every execution (psycopg 3, node-postgres
+    // unnamed): the plan object repeats, so the last answer is reused without building its key.
+    const last = this.lastRewrite;
+    if (last && last.plan === plan && last.slots === slots && sameTypes(last.types, clientTypes)) return last.rw;
+    const rw = this.layer.parseRewrite(plan, `${slots}:${clientTypes.join(',')}`, () =>
       planParse(bytes, plan, this.layer.shapeOf(plan, bytes), clientTypes, slots, keyNameOfTarget),
     );
+    this.lastRewrite = { plan, slots, types: [...clientTypes], rw };
+    return rw;
   }
 
   /** Remembers a rewritten statement so a Describe of it answers in the client's parameters. */
   rewritten(text: string, clientCount: number): void {
+    // The same statement again (an unnamed Parse per execution): already the newest entry.
+    if (text === this.newest && this.clientCounts.get(text) === clientCount) return;
+    this.newest = text;
     this.clientCounts.delete(text);
     this.clientCounts.set(text, clientCount);
     if (this.clientCounts.size > DESCRIBED_MAX) this.clientCounts.delete(this.clientCounts.keys().next().value!);

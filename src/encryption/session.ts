@@ -4,36 +4,30 @@
 // Bind parameters and COPY FROM data are encrypted. Comparisons on searchable
 // columns are widened to every stored form of the value (searchable-rewrite.ts).
 // Reads: DataRows and COPY TO data are decrypted using the result's
-// RowDescription and the live catalog.
+// RowDescription and the live catalog (result-rows.ts, session-catalog.ts).
 // docs/ARCHITECTURE.md ("The encryption layer") walks through it.
-import type { ResolvedCatalog } from '../catalog/types.js';
-import { buildCatalog } from '../catalog/build.js';
-import { catalogQuery, type CatalogRow } from '../catalog/query.js';
-import { CMEKDecryptionError, KekConfigError } from '../crypto/errors.js';
-import { RemoteKekError } from '../crypto/kek/retry.js';
 import { BackendCode as B, FrontendCode as F, TxStatus } from '../protocol/codes.js';
-import { decodeDataRow } from '../protocol/backend/data-row.js';
-import { decodeRowDescription } from '../protocol/backend/row-description.js';
-import { decodeParse, encodeParse } from '../protocol/frontend/parse.js';
+import { decodeParse, encodeParse, type Parse } from '../protocol/frontend/parse.js';
 import { decodeBindHead } from '../protocol/frontend/bind.js';
-import { encodeQuery } from '../protocol/frontend/query.js';
+import { encodeQuery, encodeQueryBytes } from '../protocol/frontend/query.js';
 import { decodeDescribe, encodeDescribe } from '../protocol/frontend/describe-close.js';
 import { decodeExecute } from '../protocol/frontend/execute.js';
 import { FORWARD, DROP, type InterceptContext, type Interceptor, type SessionInfo, type Verdict } from '../proxy/interceptor.js';
-import type { Pending, ResultShape } from '../proxy/state.js';
+import type { Pending } from '../proxy/state.js';
 import { SqlSession } from '../sql/session.js';
 import { quoteLiteral, spliceLiterals } from '../sql/lexical.js';
-import type { ColumnTarget, CopyPlan, RewritePlan, SqlPlan, SqlRejection } from '../sql/types.js';
-import { SearchableKeyError } from '../searchable/types.js';
+import type { CopyPlan, RewritePlan, SqlPlan, SqlRejection } from '../sql/types.js';
 import type { EncryptionLayer } from './layer.js';
-import { planRows, decryptDataRow, RowDecryptError, type RowPlan, type FieldPlan } from './rows.js';
-import { BindCountError, encryptBind, ParamError, type BindPlan } from './params.js';
-import { errorFrame, raiseFrames, raiseStatement, SQLSTATE_DECRYPT_FAILED } from './refusal.js';
-import { shapeOf, type MaybePromise, type ValueShape } from './values.js';
+import { encryptBind, formatError, type BindContext, type BindPlan } from './params.js';
+import { errorFrame, raiseFrames, raiseStatement, writeFailure } from './refusal.js';
+import type { MaybePromise } from './values.js';
 import { CopyStreams } from './copy-streams.js';
+import { NameResolution, readResolution, writeNames } from './name-resolution.js';
 import { runAdmin } from './admin-reply.js';
 import type { Edit } from './searchable-rewrite.js';
 import { RewriteError } from './searchable-sql.js';
+import { SessionCatalog } from './session-catalog.js';
+import { ResultRows } from './result-rows.js';
 import { rewriteRefusal, SearchableStatements } from './searchable-session.js';
 
 const FRONTEND = [F.Query, F.Parse, F.Bind, F.Execute, F.Describe, F.Close, F.Sync, F.Flush, F.CopyData, F.CopyDone, F.CopyFail];
@@ -49,7 +43,8 @@ export class EncryptionSession implements Interceptor {
   readonly trackState = true;
 
   private readonly sql: SqlSession;
-  private lastCatalog: ResolvedCatalog | undefined;
+  private readonly cat: SessionCatalog;
+  private readonly rows: ResultRows;
   /** Prepared statement name → what its Binds need (parameters to encrypt, searchable candidates to fill). */
   private readonly stmtParams = new Map<string, BindPlan>();
   private readonly searchable: SearchableStatements;
@@ -57,24 +52,32 @@ export class EncryptionSession implements Interceptor {
   private readonly readsMapped = new Set<string>();
   /** Portal → its statement, bound without a known RowDescription and not described by the client yet. */
   private readonly undescribed = new Map<string, string>();
-  private readonly rowPlans = new WeakMap<ResultShape, RowPlan | null>();
   private readonly copies: CopyStreams;
   /** Extended protocol: a message was refused; drop the client's messages up to Sync. */
   private refusing: SqlRejection | undefined;
-  /** A DataRow failed to decrypt: drop the server's replies up to ReadyForQuery. */
-  private discarding = false;
   /** DDL went through this session: refresh the database's catalog at the next ReadyForQuery. */
   private ddl = false;
   /** The client has sent extended-protocol messages since its last Sync (its batch is open). */
   private batchOpen = false;
+  /** Where this session's server resolves the configured table names (name-resolution.ts). */
+  private readonly names: NameResolution;
+  /** Statement → the unqualified configured names its writes go through (checked again at each Bind). */
+  private readonly stmtNames = new Map<string, string[] | undefined>();
+  /** The message being handled arrived at an idle point: the proxy may run its own queries before it. */
+  private idle = false;
+  private readonly bindContext: BindContext;
 
   constructor(
     private readonly layer: EncryptionLayer,
     private readonly info: SessionInfo,
   ) {
     this.sql = new SqlSession(layer.analyzer(info.database));
-    this.searchable = new SearchableStatements(layer, info.database, (t) => this.shapeOfTarget(t));
-    this.copies = new CopyStreams(layer.codec, (t) => this.shapeOfTarget(t), layer.logger, (t) => this.searchable.key(t));
+    this.cat = new SessionCatalog(layer, info.database);
+    this.rows = new ResultRows(layer, this.cat);
+    this.searchable = new SearchableStatements(layer, info.database, (t) => this.cat.shapeOf(t));
+    this.copies = new CopyStreams(layer.codec, (t) => this.cat.shapeOf(t), layer.logger, (t) => this.searchable.key(t));
+    this.names = new NameResolution(layer.tables);
+    this.bindContext = { shapeOf: (t) => this.cat.shapeOf(t), codec: layer.codec, key: (t) => this.searchable.key(t) };
   }
 
   // ---- client → server ---------------------------------------------------
@@ -84,8 +87,11 @@ export class EncryptionSession implements Interceptor {
     if (code === F.Sync) this.batchOpen = false;
     else if (code === F.Parse || code === F.Bind || code === F.Describe || code === F.Execute || code === F.Close) this.batchOpen = true;
     if (this.refusing) return this.whileRefusing(code, ctx);
+    if (code === F.Query || code === F.Execute) this.names.statementSent();
+    const statement = code === F.Query || code === F.Parse || code === F.Bind;
+    this.idle = statement && atBoundary && this.layer.tables.length > 0 && ctx.state!.queue.length === 0;
     // The proxy's own queries end with a Sync: only between the client's batches, never inside one.
-    if ((code === F.Query || code === F.Parse || code === F.Bind) && atBoundary && this.layer.tables.length > 0 && ctx.state!.queue.length === 0) {
+    if (this.idle) {
       const ready = this.idlePoint(ctx, code !== F.Bind);
       if (ready) return ready.then(() => this.frontend(code, frame, ctx));
     }
@@ -103,15 +109,36 @@ export class EncryptionSession implements Interceptor {
   private idlePoint(ctx: InterceptContext, catalog: boolean): Promise<void> | undefined {
     const keys = () =>
       this.layer.searchable.enabled && ctx.state!.txStatus === TxStatus.Idle
-        ? this.layer.searchable.maintain(this.info.database, this, ctx, this.catalog() ?? this.lastCatalog)
+        ? this.layer.searchable.maintain(this.info.database, this, ctx, this.cat.forShapes())
         : undefined;
-    if (!catalog || this.catalog()) return keys();
-    return this.loadCatalog(ctx).then(
-      () => keys(),
-      (err: unknown) => {
-        ctx.logger.warn({ reason: (err as Error).message }, 'catalog load failed; positional writes to encrypted tables are refused until it loads');
-      },
-    );
+    // Injected first: it then shares the round trip with the catalog query.
+    const names = this.names.needsRefresh && ctx.state!.txStatus !== TxStatus.Failed ? readResolution(this.names, ctx) : undefined;
+    let rest: Promise<void> | undefined;
+    if (!catalog || this.cat.current()) rest = keys();
+    else {
+      rest = this.cat.load(ctx).then(
+        () => keys(),
+        (err: unknown) => {
+          ctx.logger.warn({ reason: (err as Error).message }, 'catalog load failed; positional writes to encrypted tables are refused until it loads');
+        },
+      );
+    }
+    if (!names) return rest;
+    return rest ? Promise.all([names, rest]).then(() => undefined) : names;
+  }
+
+  /**
+   * Refuses a statement that writes (or compares) through an unqualified
+   * configured table name resolving to another table in this session.
+   */
+  private namesRefusal(names: string[] | undefined, changes: boolean, ctx: InterceptContext): SqlRejection | undefined {
+    if (!this.names.enabled || ctx.state!.txStatus === TxStatus.Failed) return undefined;
+    return this.names.check(names, changes);
+  }
+
+  /** Read the resolution before checking this message (possible only at an idle point). */
+  private mustReadNames(names: string[] | undefined, changes: boolean, ctx: InterceptContext): boolean {
+    return this.idle && !changes && this.names.enabled && ctx.state!.txStatus !== TxStatus.Failed && this.names.wantsRead(names);
   }
 
   private frontend(code: number, frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict> {
@@ -141,18 +168,34 @@ export class EncryptionSession implements Interceptor {
 
   private onQuery(frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict> {
     const body = frame.subarray(5, frame.length - 1);
+    const changes = this.names.enabled && NameResolution.changesPath(body.toString('latin1'));
     const plan = this.guard(this.sql.analyze(body));
     if (plan.kind === 'admin') return this.onAdmin(plan.text, ctx);
     if (plan.kind === 'passthrough') {
+      if (changes || plan.isDdl) this.names.invalidate();
       if (plan.isDdl) this.ddl = true;
       this.copies.queryForwarded([]);
       return FORWARD;
     }
     if (plan.kind === 'reject') {
+      if (changes) this.names.invalidate();
       this.copies.queryForwarded([]);
       this.logRefusal(ctx, plan.error);
       // The server raises it: its transaction state then matches what the client is told.
       return encodeQuery(raiseStatement(plan.error));
+    }
+    const names = writeNames(plan, body);
+    if (this.mustReadNames(names, changes, ctx)) return readResolution(this.names, ctx).then(() => this.queryPlanned(body, plan, names, changes, ctx));
+    return this.queryPlanned(body, plan, names, changes, ctx);
+  }
+
+  private queryPlanned(body: Buffer, plan: RewritePlan, names: string[] | undefined, changes: boolean, ctx: InterceptContext): Verdict | Promise<Verdict> {
+    const misresolved = this.namesRefusal(names, changes, ctx);
+    if (changes || plan.isDdl) this.names.invalidate();
+    if (misresolved) {
+      this.copies.queryForwarded([]);
+      this.logRefusal(ctx, misresolved);
+      return encodeQuery(raiseStatement(misresolved));
     }
     if (plan.isDdl) this.ddl = true;
     this.copies.queryForwarded(plan.copies);
@@ -163,7 +206,7 @@ export class EncryptionSession implements Interceptor {
     };
     try {
       const spliced = this.spliceLiterals(body, plan, this.searchable.queryEdits(body, plan));
-      const toFrame = (b: Buffer | undefined): Verdict => (b ? queryFrame(b) : FORWARD);
+      const toFrame = (b: Buffer | undefined): Verdict => (b ? encodeQueryBytes(b) : FORWARD);
       return spliced instanceof Promise ? spliced.then(toFrame, failed) : toFrame(spliced);
     } catch (e) {
       return failed(e);
@@ -173,9 +216,20 @@ export class EncryptionSession implements Interceptor {
   private onParse(frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict> {
     const parse = decodeParse(frame);
     const text = Buffer.from(parse.text, 'utf8');
+    const changes = this.names.enabled && NameResolution.changesPath(parse.text);
     const plan = this.guard(this.sql.analyze(text));
+    const names = writeNames(plan, text);
+    if (plan.kind === 'plan' && this.mustReadNames(names, changes, ctx)) return readResolution(this.names, ctx).then(() => this.parsePlanned(parse, text, plan, names, changes, ctx));
+    return this.parsePlanned(parse, text, plan, names, changes, ctx);
+  }
+
+  private parsePlanned(parse: Parse, text: Buffer, plan: SqlPlan, names: string[] | undefined, changes: boolean, ctx: InterceptContext): Verdict | Promise<Verdict> {
+    // This message's own check knows it may change the resolution; later ones find it dirty.
+    const checked = plan.kind === 'plan' ? this.namesRefusal(names, changes, ctx) : undefined;
+    if (changes || ((plan.kind === 'plan' || plan.kind === 'passthrough') && plan.isDdl)) this.names.invalidate();
     this.stmtParams.delete(parse.name);
     this.readsMapped.delete(parse.name);
+    this.stmtNames.delete(parse.name);
     if (plan.kind === 'passthrough') {
       if (plan.isDdl) this.ddl = true;
       return FORWARD;
@@ -185,6 +239,8 @@ export class EncryptionSession implements Interceptor {
     if (plan.copies.some((c) => c.direction === 'in' && c.viaClient && c.fields.some((f) => f !== null))) {
       return this.refuse(ctx, { code: '0A000', reason: 'internal', message: 'pgcmek: COPY FROM STDIN into an encrypted table must use the simple query protocol' });
     }
+    if (checked) return this.refuse(ctx, checked);
+    if (names === undefined || names.length > 0) this.stmtNames.set(parse.name, names);
     if (plan.isDdl) this.ddl = true;
     this.readsMapped.add(parse.name);
     const failed = (e: unknown): Verdict => this.refuse(ctx, e instanceof RewriteError ? rewriteRefusal(e, plan) : writeFailure(e));
@@ -211,10 +267,24 @@ export class EncryptionSession implements Interceptor {
     const st = ctx.state!;
     if (this.readsMapped.has(head.statement) && st.statements.get(head.statement)?.rowDescription === undefined) this.undescribed.set(head.portal, head.statement);
     else this.undescribed.delete(head.portal);
-    const plan = this.stmtParams.get(head.statement);
+    // The server re-resolves a prepared statement's names when the search_path changed since it was prepared.
+    if (this.stmtNames.has(head.statement)) {
+      const names = this.stmtNames.get(head.statement);
+      const checked = (): Verdict | Promise<Verdict> => {
+        const refusal = this.namesRefusal(names, false, ctx);
+        return refusal ? this.refuse(ctx, refusal) : this.bindValues(frame, head.statement, ctx);
+      };
+      // Read once; if that fails the check refuses (it stays unknown), it does not ask again.
+      return this.mustReadNames(names, false, ctx) ? readResolution(this.names, ctx).then(checked) : checked();
+    }
+    return this.bindValues(frame, head.statement, ctx);
+  }
+
+  private bindValues(frame: Buffer, statement: string, ctx: InterceptContext): Verdict | Promise<Verdict> {
+    const plan = this.stmtParams.get(statement);
     if (!plan) return FORWARD;
     try {
-      const r = encryptBind(frame, plan, { shapeOf: (t) => this.shapeOfTarget(t), codec: this.layer.codec, key: (t) => this.searchable.key(t) }, head.statement);
+      const r = encryptBind(frame, plan, this.bindContext, statement);
       return r instanceof Promise ? r.catch((e: unknown) => this.bindFailed(e, ctx)) : r;
     } catch (e) {
       return this.bindFailed(e, ctx);
@@ -267,7 +337,7 @@ export class EncryptionSession implements Interceptor {
     if (plan.kind !== 'plan') return plan;
     const searchable = this.searchable.check(plan);
     if (searchable) return { kind: 'reject', error: searchable };
-    const cat = this.catalog();
+    const cat = this.cat.current();
     if (cat && cat.errors.length > 0) {
       const touched = plan.tablesTouched.find((t) => t.mapped && cat.errors.some((e) => e.includes(`${t.mapped!.schema}.${t.mapped!.table}`)));
       if (touched) return { kind: 'reject', error: { code: '42804', reason: 'internal', message: `pgcmek: ${cat.errors.find((e) => e.includes(`${touched.mapped!.schema}.${touched.mapped!.table}`))}` } };
@@ -280,10 +350,15 @@ export class EncryptionSession implements Interceptor {
     if (plan.literals.length === 0 && extra.length === 0) return undefined;
     const texts = plan.literals.map((l) => {
       const pt = Buffer.from(l.value, 'utf8');
-      const r = l.target.policy.searchable
-        ? this.layer.codec.encryptSearchable(pt, this.searchable.key(l.target))
-        : this.layer.codec.encrypt(pt, l.target.policy, this.shapeOfTarget(l.target), false);
-      return r instanceof Promise ? r.then((b) => b.toString('utf8')) : r.toString('utf8');
+      let r: MaybePromise<Buffer>;
+      try {
+        r = l.target.policy.searchable
+          ? this.layer.codec.encryptSearchable(pt, this.searchable.key(l.target))
+          : this.layer.codec.encrypt(pt, l.target.policy, this.cat.shapeOf(l.target), false);
+      } catch (e) {
+        throw formatError(e, l.target);
+      }
+      return r instanceof Promise ? r.then((b) => b.toString('utf8'), (e: unknown) => Promise.reject(formatError(e, l.target))) : r.toString('utf8');
     });
     const build = (vals: string[]) =>
       spliceLiterals(bytes, [...plan.literals.map((l, i) => ({ start: l.start, end: l.end, text: quoteLiteral(vals[i]!) })), ...extra]);
@@ -297,14 +372,15 @@ export class EncryptionSession implements Interceptor {
   // ---- server → client ---------------------------------------------------
 
   onBackend(code: number, frame: Buffer, reply: Pending | undefined, ctx: InterceptContext): Verdict | Promise<Verdict> {
-    if (this.discarding) {
+    if (this.rows.discarding) {
       if (code !== B.ReadyForQuery) return code === B.ParameterStatus ? FORWARD : DROP;
-      this.discarding = false;
+      this.rows.discarding = false;
     }
     switch (code) {
       case B.DataRow:
-        return this.onDataRow(frame, reply, ctx);
+        return this.rows.dataRow(frame, reply, ctx);
       case B.ReadyForQuery:
+        this.names.readyForQuery(frame[5]!);
         if (reply?.kind === 'query') this.copies.queryDone();
         this.copies.reset();
         if (this.ddl) {
@@ -319,16 +395,19 @@ export class EncryptionSession implements Interceptor {
       case B.CopyDone:
         try {
           const r = this.copies.serverFrame(code, frame);
-          return r instanceof Promise ? r.catch((e: unknown) => this.decryptFailed(e, ctx)) : r;
+          return r instanceof Promise ? r.catch((e: unknown) => this.rows.failed(e, ctx)) : r;
         } catch (e) {
-          return this.decryptFailed(e, ctx);
+          return this.rows.failed(e, ctx);
         }
       case B.ParameterDescription:
         // A statement the proxy rewrote has parameters the client never binds: it sees its own.
         return reply?.kind === 'describe' ? this.searchable.trimDescription(frame, ctx.state?.statements.get(reply.name)?.text) : FORWARD;
       case B.ParameterStatus: {
         const [name, value] = frame.subarray(5, frame.length - 1).toString('utf8').split('\0');
-        if (name !== undefined && value !== undefined) this.sql.setServerParameter(name, value);
+        if (name !== undefined && value !== undefined) {
+          this.sql.setServerParameter(name, value);
+          this.names.serverParameter(name);
+        }
         return FORWARD;
       }
       default:
@@ -336,123 +415,10 @@ export class EncryptionSession implements Interceptor {
     }
   }
 
-  private onDataRow(frame: Buffer, reply: Pending | undefined, ctx: InterceptContext): Verdict | Promise<Verdict> {
-    const shape = reply?.shape;
-    if (!shape) return FORWARD;
-    let plan = this.rowPlans.get(shape);
-    if (plan === undefined) {
-      plan = planRows(shape, this.catalogForShapes(), this.layer.decryptUnmapped);
-      this.rowPlans.set(shape, plan);
-    }
-    if (!plan) return FORWARD;
-    const kept = (f: FieldPlan, e: CMEKDecryptionError) =>
-      ctx.logger.warn({ table: f.table, column: f.column, reason: e.reason, kekId: e.kekId }, 'value not decrypted; returned as stored (on_decrypt_error: ciphertext)');
-    try {
-      const r = decryptDataRow(frame, plan, this.layer.codec, kept);
-      return r instanceof Promise ? r.catch((e: unknown) => this.decryptFailed(e, ctx)) : r;
-    } catch (e) {
-      return this.decryptFailed(e, ctx);
-    }
-  }
-
-  /** Replaces the row with an ErrorResponse and drops the rest of the result (up to ReadyForQuery). */
-  private decryptFailed(e: unknown, ctx: InterceptContext): Verdict {
-    this.discarding = true;
-    if (!(e instanceof RowDecryptError)) {
-      // Not a bad value: the KEK backend (or something else) failed. Never fatal to the session.
-      const msg = e instanceof Error ? e.message : String(e);
-      ctx.logger.warn({ reason: msg }, 'decryption failed: result discarded');
-      return errorFrame({ code: e instanceof RemoteKekError ? '58030' : SQLSTATE_DECRYPT_FAILED, message: `CMEKDecryptionError: ${msg}` });
-    }
-    ctx.logger.warn({ table: e.field.table, column: e.field.column, reason: e.cause.reason, kekId: e.cause.kekId }, 'CMEKDecryptionError: result discarded');
-    return errorFrame({
-      code: SQLSTATE_DECRYPT_FAILED,
-      message: `CMEKDecryptionError: cannot decrypt ${e.field.label}: ${e.cause.message}`,
-      hint: e.cause.reason === 'unknown_kek' ? 'load the KEK that wrapped this value (kek.local.previous or the right backend), then retry' : undefined,
-      table: e.field.table,
-      column: e.field.column,
-    });
-  }
-
-  // ---- catalog -----------------------------------------------------------
-
-  private catalog(): ResolvedCatalog | undefined {
-    const c = this.layer.catalogs.get(this.info.database);
-    if (c) this.lastCatalog = c;
-    return c;
-  }
-
-  /** The catalog as of now, or the last one this session saw (reads keep working while a reload is due). */
-  private catalogForShapes(): ResolvedCatalog | undefined {
-    return this.catalog() ?? this.lastCatalog;
-  }
-
-  private shapeOfTarget(t: ColumnTarget): ValueShape {
-    const rel = this.catalogForShapes()?.relation(t.schema, t.table);
-    const col = rel?.columns.find((c) => c.name === t.column);
-    return shapeOf(col?.baseTypeOid ?? 25);
-  }
-
-  /** Runs the catalog query inside this session (an internal request: its replies never reach the client). */
-  private loadCatalog(ctx: InterceptContext): Promise<ResolvedCatalog> {
-    const tables = this.layer.tables;
-    const db = this.info.database;
-    return this.layer.catalogs.getOrLoad(db, () =>
-      new Promise<ResolvedCatalog>((resolve, reject) => {
-        let cols: string[] = [];
-        const rows: Partial<CatalogRow>[] = [];
-        let failed: string | undefined;
-        ctx.injectToServer(encodeQuery(catalogQuery(tables)), {
-          message: (code, f) => {
-            if (code === B.RowDescription) cols = decodeRowDescription(f).map((x) => x.name);
-            else if (code === B.DataRow) {
-              const row: Record<string, string | null> = {};
-              decodeDataRow(f).forEach((v, i) => (row[cols[i]!] = v === null ? null : v.toString('utf8')));
-              rows.push(row as Partial<CatalogRow>);
-            } else if (code === B.ErrorResponse) failed = 'the catalog query failed (is the transaction aborted?)';
-          },
-          done: (_entry, outcome) => {
-            if (failed || outcome !== 'ok') return reject(new Error(failed ?? `catalog query ${outcome}`));
-            const catalog = buildCatalog(rows, tables);
-            this.layer.noteCatalog(db, catalog);
-            resolve(catalog);
-          },
-        });
-      }),
-    ).then((c) => {
-      this.lastCatalog = c;
-      return c;
-    });
-  }
-
   close(): void {
     this.copies.reset();
     this.layer.searchable.sessionClosed(this);
   }
-}
-
-/** A write that could not be encrypted: refused with a SQLSTATE, never forwarded as plaintext. */
-function writeFailure(e: unknown): SqlRejection {
-  if (e instanceof SearchableKeyError) return { code: e.sqlstate, reason: 'internal', message: e.message.startsWith('pgcmek:') ? e.message : `pgcmek: ${e.message}` };
-  if (e instanceof RewriteError) return { code: '0A000', reason: 'unsupported_operator', message: `pgcmek: a comparison on a searchable column cannot be rewritten (${e.message})` };
-  if (e instanceof BindCountError) return { code: '08P01', reason: 'internal', message: e.message };
-  if (e instanceof ParamError) {
-    return { code: '22P02', reason: 'unencryptable_value', message: e.message, table: `${e.target.schema}.${e.target.table}`, column: e.target.column };
-  }
-  if (e instanceof RemoteKekError || e instanceof KekConfigError) {
-    return { code: '58030', reason: 'internal', message: `pgcmek: cannot encrypt: ${e.message}` };
-  }
-  const msg = e instanceof Error ? e.message : String(e);
-  return { code: 'XX000', reason: 'internal', message: `pgcmek: cannot encrypt: ${msg}` };
-}
-
-function queryFrame(body: Buffer): Buffer {
-  const f = Buffer.allocUnsafe(body.length + 6);
-  f[0] = F.Query;
-  f.writeInt32BE(body.length + 5, 1);
-  body.copy(f, 5);
-  f[f.length - 1] = 0;
-  return f;
 }
 
 export type { CopyPlan };

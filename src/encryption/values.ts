@@ -4,8 +4,7 @@
 // Sync whenever the keyring can work without a remote call; a Promise otherwise.
 import type { ColumnPolicy } from '../config/types.js';
 import { Keyring } from '../crypto/keyring.js';
-import { CMEKDecryptionError } from '../crypto/errors.js';
-import { encryptPathsSync, decryptPathsSync, encryptPaths, decryptPaths, wrapJsonString, unwrapJsonString } from '../admin/json-paths.js';
+import { encryptPathsSync, decryptPathsSync, encryptPaths, decryptPaths, wrapJsonString, unwrapJsonString, JsonPathError } from '../admin/json-paths.js';
 import { JSON_OID, JSONB_OID } from '../catalog/column-types.js';
 import type { SearchableColumnKey } from '../searchable/column-key.js';
 
@@ -22,6 +21,20 @@ export function shapeOf(baseTypeOid: number): ValueShape {
 
 const JSONB_VERSION = 1;
 
+/**
+ * A value bound for a configured column is not what the column holds (a
+ * document that is not JSON where `json_paths` must find strings in it; an
+ * unknown jsonb binary version), so it cannot be encrypted. Postgres would
+ * refuse it too (22P02); the message never contains the value.
+ */
+export class ValueFormatError extends Error {
+  override readonly name = 'ValueFormatError';
+}
+
+function asFormatError(e: unknown): unknown {
+  return e instanceof JsonPathError ? new ValueFormatError(`the value is not valid JSON (${e.message})`) : e;
+}
+
 export interface ValueCacheOptions {
   /** Decrypted values kept (0 = no cache); the oldest entry goes first. */
   size: number;
@@ -31,33 +44,66 @@ export interface ValueCacheOptions {
 }
 
 /**
- * Decrypted values by stored envelope: a hot row read again costs a Map lookup
- * instead of an HMAC and an AES decryption. The key is the whole envelope, MAC
- * included, so only a value that already passed its MAC check is ever served.
+ * Decrypted values by stored envelope: a hot row read again costs a lookup
+ * instead of an HMAC and an AES decryption. Found by a small number taken from
+ * the token's MAC text (no string of the ~200-byte envelope is built or hashed
+ * per read), then the cached envelope is compared with the value in full, so a
+ * hit is byte for byte the value that was decrypted and passed its MAC check:
+ * header (wrapped DEK, nonce) and token alike. Two values with the same number
+ * (2^-30 per pair) just take turns in the slot. Serving by the MAC alone would
+ * be unsafe: the same token behind another wrapped DEK (another KEK, or a
+ * corrupted header) must fail as it does uncached, not be answered from memory.
+ *
+ * An entry is one buffer, `stored at (ms, f64) | envelope length (u32) |
+ * envelope | plaintext`: a hit reads one object and one run of bytes, which
+ * matters when other processes have evicted the cache lines between two reads.
  */
 class ValueCache {
-  private readonly map = new Map<string, { pt: Buffer; at: number }>();
+  private readonly map = new Map<number, Buffer>();
   private readonly now: () => number;
   constructor(private readonly o: ValueCacheOptions) {
     this.now = o.now ?? Date.now;
   }
-  get(key: string): Buffer | undefined {
-    const e = this.map.get(key);
-    if (!e) return undefined;
-    if (this.o.ttlMs > 0 && this.now() - e.at > this.o.ttlMs) {
-      this.map.delete(key);
+  get(value: Buffer): Buffer | undefined {
+    const slot = slotOf(value);
+    const e = this.map.get(slot);
+    if (e === undefined) return undefined;
+    const n = value.length;
+    if (e.readUInt32LE(8) !== n || e.compare(value, 0, n, ENTRY_HEAD, ENTRY_HEAD + n) !== 0) return undefined;
+    if (this.o.ttlMs > 0 && this.now() - e.readDoubleLE(0) > this.o.ttlMs) {
+      this.map.delete(slot);
       return undefined;
     }
-    // No reordering on a hit (FIFO eviction): one hash lookup per read, not three.
-    return e.pt;
+    // No reordering on a hit (FIFO eviction): one lookup per read, not three.
+    return e.subarray(ENTRY_HEAD + n);
   }
-  set(key: string, pt: Buffer): void {
-    this.map.set(key, { pt, at: this.now() });
+  set(value: Buffer, pt: Buffer): void {
+    const n = value.length;
+    const e = Buffer.allocUnsafeSlow(ENTRY_HEAD + n + pt.length);
+    e.writeDoubleLE(this.now(), 0);
+    e.writeUInt32LE(n, 8);
+    value.copy(e, ENTRY_HEAD);
+    pt.copy(e, ENTRY_HEAD + n);
+    this.map.set(slotOf(value), e);
     if (this.map.size > this.o.size) this.map.delete(this.map.keys().next().value!);
   }
   clear(): void {
     this.map.clear();
   }
+}
+
+const ENTRY_HEAD = 12;
+
+/**
+ * A 30-bit number (a V8 small integer: no allocation, cheap to hash) from 8
+ * characters of the token's MAC text, just before its final group that may hold
+ * padding. A MAC is random-looking, so values spread evenly.
+ */
+function slotOf(v: Buffer): number {
+  const end = v.length - 4;
+  let h = 0;
+  for (let i = Math.max(0, end - 8); i < end; i++) h = (Math.imul(h, 31) + v[i]!) | 0;
+  return h & 0x3fffffff;
 }
 
 export class ValueCodec {
@@ -80,7 +126,7 @@ export class ValueCodec {
     if (shape === 'text') return this.encryptText(value, policy);
     // json / jsonb: the document is text after the optional jsonb version byte.
     const head = shape === 'jsonb' && binary ? 1 : 0;
-    if (head && value[0] !== JSONB_VERSION) throw new CMEKDecryptionError('bad_format', { detail: 'unsupported jsonb binary version' });
+    if (head && value[0] !== JSONB_VERSION) throw new ValueFormatError(`unsupported jsonb binary format version ${value[0] ?? '(empty value)'}`);
     const doc = value.subarray(head).toString('utf8');
     const out = this.encryptJsonDoc(doc, policy);
     const finish = (d: string): Buffer => (head ? Buffer.concat([Buffer.from([JSONB_VERSION]), Buffer.from(d, 'utf8')]) : Buffer.from(d, 'utf8'));
@@ -118,16 +164,15 @@ export class ValueCodec {
     if (!Keyring.isEncrypted(value)) return value;
     const cache = this.cache;
     if (!cache) return this.keyring.tryDecryptSync(value) ?? this.keyring.decryptBytes(value);
-    const key = value.toString('latin1');
-    const hit = cache.get(key);
+    const hit = cache.get(value);
     if (hit) return hit;
     const pt = this.keyring.tryDecryptSync(value);
     if (pt) {
-      cache.set(key, pt);
+      cache.set(value, pt);
       return pt;
     }
     return this.keyring.decryptBytes(value).then((b) => {
-      cache.set(key, b);
+      cache.set(value, b);
       return b;
     });
   }
@@ -148,8 +193,10 @@ export class ValueCodec {
         return r.toString('latin1');
       }, opts);
     } catch (e) {
-      if (e !== NEEDS_ASYNC) throw e;
-      return encryptPaths(doc, paths, (s) => this.keyring.encrypt(s), opts);
+      if (e !== NEEDS_ASYNC) throw asFormatError(e);
+      return encryptPaths(doc, paths, (s) => this.keyring.encrypt(s), opts).catch((err: unknown) => {
+        throw asFormatError(err);
+      });
     }
   }
 

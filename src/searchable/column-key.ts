@@ -36,6 +36,14 @@ export class SearchableColumnKey {
   }
 
   /**
+   * `candidates()` as SQL string literals, for statements sent as text. An
+   * empty string kept plain is `''`.
+   */
+  quotedCandidates(pt: Buffer): string[] {
+    return this.keepsPlain(pt) ? ["''"] : this.group.quotedCandidates(pt);
+  }
+
+  /**
    * Exactly `slotCount` candidates (the real ones, then repeats of the first),
    * for bind parameters of a rewritten prepared statement:
    * `col IN ($a, $b, $c)`. A fixed arity keeps Postgres' generic plan (an

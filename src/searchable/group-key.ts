@@ -5,11 +5,13 @@
 //   encrypt     = write header + token
 //   candidates  = every header + token (one per KEK with a wrapping)
 // Both are synchronous: one HMAC, one AES-CBC pass and one HMAC per plaintext.
+// A value is built in one buffer: the header copied, the token text encoded
+// straight after it (no token string unless the token cache keeps one).
 import { decryptRange, FernetError } from '../crypto/fernet.js';
 import { backendName, formatHeader, isEnvelope, kekIdLabel, locate, PREFIX } from '../crypto/envelope.js';
 import { CMEKDecryptionError } from '../crypto/errors.js';
 import type { WrappedDek } from '../crypto/kek/types.js';
-import type { DeterministicKey } from './deterministic.js';
+import { tokenTextLength, type DeterministicKey } from './deterministic.js';
 import { TokenCache } from './token-cache.js';
 import { SearchableKeyError } from './types.js';
 
@@ -17,6 +19,8 @@ export interface Wrapping {
   wrapped: WrappedDek;
   /** `cmek:v1:<wrapped_dek>|<nonce>|` as bytes. */
   header: Buffer;
+  /** The same as text (ASCII: base64url parts), for SQL literals. */
+  headerText: string;
   /** The header without prefix and final `|` (the keyring's DEK-cache id; compared with values). */
   id: string;
   /** `local:<hex id>` etc., safe to log. */
@@ -32,6 +36,7 @@ export function makeWrapping(w: WrappedDek, verified: boolean, activeAt: number)
   return {
     wrapped: w,
     header: Buffer.from(text, 'latin1'),
+    headerText: text,
     id: text.slice(PREFIX.length, -1),
     label: `${backendName(w.tag)}:${kekIdLabel(w.tag, w.kekId)}`,
     verified,
@@ -46,6 +51,8 @@ export function sameKek(a: WrappedDek, b: { tag: number; kekId: Buffer }): boole
 export class GroupKey {
   /** Oldest first. */
   private wraps: Wrapping[] = [];
+  /** Their headers, in the same order (what candidates are built from). */
+  private headers: Buffer[] = [];
   private primary?: Wrapping;
 
   private readonly tokens: TokenCache;
@@ -65,6 +72,39 @@ export class GroupKey {
     return this.tokens.get(pt, (p) => this.key.token(p));
   }
 
+  /**
+   * Values of `pt` under each of `headers`, in one allocation: header, then
+   * the token text, which is computed (or found in the cache) once and copied
+   * behind the other headers.
+   */
+  private seal(pt: Buffer, headers: readonly Buffer[]): Buffer[] {
+    const cache = this.tokens;
+    const h = cache.enabled ? cache.fingerprint(pt) : 0;
+    const cached = h === 0 ? undefined : cache.find(pt, h);
+    const tlen = cached?.length ?? tokenTextLength(pt.length);
+    let total = 0;
+    for (const hd of headers) total += hd.length + tlen;
+    const buf = Buffer.allocUnsafe(total);
+    const out: Buffer[] = new Array(headers.length);
+    const first = headers[0]!.length;
+    // TypedArray set(): Buffer.copy's argument handling costs more than these short copies.
+    buf.set(headers[0]!, 0);
+    if (cached !== undefined) buf.write(cached, first, 'latin1');
+    else {
+      this.key.writeToken(pt, buf, first);
+      if (h !== 0) cache.offer(pt, h, buf, first, first + tlen);
+    }
+    out[0] = buf.subarray(0, first + tlen);
+    for (let i = 1, at = first + tlen; i < headers.length; i++) {
+      const hd = headers[i]!;
+      buf.set(hd, at);
+      buf.copyWithin(at + hd.length, first, first + tlen);
+      out[i] = buf.subarray(at, at + hd.length + tlen);
+      at += hd.length + tlen;
+    }
+    return out;
+  }
+
   cacheStats(): { hits: number; misses: number } {
     return { hits: this.tokens.hits, misses: this.tokens.misses };
   }
@@ -72,6 +112,7 @@ export class GroupKey {
   /** Replaces the wrappings (a refresh); `primaryKek` names the KEK new values should move to. */
   setWrappings(wraps: Wrapping[], primaryKek: { tag: number; kekId: Buffer }): void {
     this.wraps = wraps;
+    this.headers = wraps.map((w) => w.header);
     this.primary = wraps.find((w) => w.verified && sameKek(w.wrapped, primaryKek));
   }
 
@@ -100,7 +141,7 @@ export class GroupKey {
   }
 
   encrypt(pt: Buffer): Buffer {
-    return seal(this.writeWrapping().header, this.token(pt));
+    return this.seal(pt, [this.writeWrapping().header])[0]!;
   }
 
   /**
@@ -117,10 +158,23 @@ export class GroupKey {
           'retire the wrapping of a KEK no value uses any more (docs/SEARCHABLE.md, "Retiring an old KEK") or raise the candidate slots',
       );
     }
+    const out = this.seal(pt, this.headers);
+    for (let i = n; i < slots; i++) out.push(out[0]!);
+    return out;
+  }
+
+  /**
+   * The candidates as SQL string literals, for statements sent as text (simple
+   * protocol): `'<header><token>'` per wrapping. A value is ASCII without quotes
+   * or backslashes (`cmek:v1:`, base64url, `|`, `=`), so it needs no escaping,
+   * and the text is built from the header and token strings without a buffer.
+   */
+  quotedCandidates(pt: Buffer): string[] {
+    const n = this.wraps.length;
+    if (n === 0) throw new SearchableKeyError(`searchable key ${this.name} has no wrapping`);
     const token = this.token(pt);
-    const out: Buffer[] = new Array(Math.max(n, slots));
-    for (let i = 0; i < n; i++) out[i] = seal(this.wraps[i]!.header, token);
-    for (let i = n; i < out.length; i++) out[i] = out[0]!;
+    const out: string[] = new Array(n);
+    for (let i = 0; i < n; i++) out[i] = `'${this.wraps[i]!.headerText}${token}'`;
     return out;
   }
 

@@ -84,6 +84,8 @@ export class SearchableKeys {
   private readonly log: Logger;
   private readonly groups = new Map<string, GroupKey>();
   private readonly handles = new Map<string, SearchableColumnKey>();
+  /** Handles found by `column()`, by the reference object asked with (handles are never replaced). */
+  private byRef = new WeakMap<ColumnRef, SearchableColumnKey>();
   private refreshing?: Promise<void>;
   private timer?: NodeJS.Timeout;
   private lastRefreshAt = -Infinity;
@@ -119,7 +121,14 @@ export class SearchableKeys {
 
   /** The column's handle, or undefined when it is not a configured searchable column. */
   column(ref: ColumnRef): SearchableColumnKey | undefined {
-    return this.handles.get(columnId(ref));
+    // The proxy asks with the same (immutable) target objects of its cached plans at every
+    // statement: remembered by object, which spares building the id string each time.
+    let h = this.byRef.get(ref);
+    if (h === undefined) {
+      h = this.handles.get(columnId(ref));
+      if (h) this.byRef.set(ref, h);
+    }
+    return h;
   }
 
   encryptDeterministic(ref: ColumnRef, plaintext: Buffer): Buffer {
@@ -312,6 +321,7 @@ export class SearchableKeys {
     for (const g of this.groups.values()) g.destroy();
     this.groups.clear();
     this.handles.clear();
+    this.byRef = new WeakMap();
   }
 }
 

@@ -25,10 +25,17 @@ function reject(error: SqlRejection): SqlPlan {
   return { kind: 'reject', error };
 }
 
-export function analyzeText(text: string, bytes: Buffer, policy: PolicyIndex, columnsOf: ColumnsOf): AnalysisResult {
+/** `parse` lets the caller observe the tree (the shape cache records which constants the analysis reads). */
+export function analyzeText(
+  text: string,
+  bytes: Buffer,
+  policy: PolicyIndex,
+  columnsOf: ColumnsOf,
+  parse: (text: string) => unknown = parseSync,
+): AnalysisResult {
   let parsed: { stmts?: { stmt: Ast; stmt_location?: number; stmt_len?: number }[] };
   try {
-    parsed = parseSync(text) as unknown as typeof parsed;
+    parsed = parse(text) as typeof parsed;
   } catch (e) {
     if (!policy.mayMention(text)) return { plan: { kind: 'passthrough', isDdl: mayBeDdl(text) }, deps: [] };
     const t = policy.firstMention(text);

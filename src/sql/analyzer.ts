@@ -1,8 +1,11 @@
 // The entry point the proxy calls for every Query and Parse message: admin
 // command detection, the textual prefilter (most statements never reach the
-// parser), and a bounded LRU of analyses keyed by statement text whose catalog
-// dependencies are re-checked on every hit (an ALTER TABLE changes the column
-// order a positional INSERT relies on).
+// parser), a bounded LRU of analyses keyed by statement text, and behind it a
+// cache of plans by shape (the text with its literals masked, templates.ts), so
+// statements that differ only in their values (literals interpolated by the
+// client) are not parsed again. Catalog dependencies are re-checked on every
+// hit of either (an ALTER TABLE changes the column order a positional INSERT
+// relies on).
 import { isUtf8 } from 'node:buffer';
 import { parseSync } from 'libpg-query';
 import type { TablePolicy } from '../config/types.js';
@@ -11,7 +14,9 @@ import type { Ast } from './ast.js';
 import { SQLSTATE } from './errors.js';
 import { adminCommand, mayBeDdl } from './lexical.js';
 import { buildPolicyIndex, type PolicyIndex } from './policy.js';
+import { maskLiterals, type MaskedText } from './shape.js';
 import { isDdlType } from './statements.js';
+import { buildTemplate, ConstReads, matches, rebase, ShapeCache } from './templates.js';
 import type { ColumnsOf, SqlPlan } from './types.js';
 
 export interface SqlAnalyzerOptions {
@@ -23,6 +28,10 @@ export interface SqlAnalyzerOptions {
   cacheSize?: number;
   /** Longer texts (bulk INSERTs with inline values) are analysed but not cached (default 64 KiB). */
   maxCachedTextLength?: number;
+  /** Shapes whose plans are kept for texts that differ only in literal values (default 1024; 0 = off). */
+  shapeCacheSize?: number;
+  /** Bound on the shape cache, in estimated bytes of keys and plans (default 16 MiB). */
+  shapeCacheBytes?: number;
 }
 
 interface CacheEntry {
@@ -41,8 +50,11 @@ function sameColumns(a: readonly string[] | undefined, b: readonly string[] | un
 
 export class SqlAnalyzer {
   readonly policy: PolicyIndex;
-  readonly stats = { prefiltered: 0, hits: 0, misses: 0 };
+  /** `misses` counts texts not in the text cache; `shapeHits` of them were rebased from a shape's plan, not parsed. */
+  readonly stats = { prefiltered: 0, hits: 0, misses: 0, shapeHits: 0 };
   private readonly cache = new Map<string, CacheEntry>();
+  private readonly shapes: ShapeCache;
+  private readonly shapeCacheBytes: number;
   private readonly cacheSize: number;
   private readonly maxCachedTextLength: number;
   private readonly columnsOf: ColumnsOf;
@@ -52,6 +64,8 @@ export class SqlAnalyzer {
     this.columnsOf = opts.columnsOf;
     this.cacheSize = opts.cacheSize ?? 2048;
     this.maxCachedTextLength = opts.maxCachedTextLength ?? 64 * 1024;
+    this.shapeCacheBytes = opts.shapeCacheBytes ?? 16 * 1024 * 1024;
+    this.shapes = new ShapeCache(opts.shapeCacheSize ?? 1024, this.shapeCacheBytes);
   }
 
   /**
@@ -90,20 +104,70 @@ export class SqlAnalyzer {
       return { kind: 'reject', error: { code: '08P01', reason: 'internal', message: 'pgcmek: statement text contains a NUL byte' } };
     }
     const hit = this.cache.get(text);
-    if (hit && hit.deps.every((d) => sameColumns(this.columnsOf(d.schema, d.table), d.columns))) {
+    if (hit && this.current(hit.deps)) {
       this.cache.delete(text);
       this.cache.set(text, hit);
       this.stats.hits++;
       return hit.plan;
     }
     this.stats.misses++;
-    const { plan, deps } = analyzeText(text, bytes ?? Buffer.from(text, 'utf8'), this.policy, this.columnsOf);
+    const b = bytes ?? Buffer.from(text, 'utf8');
+    const masked = this.shapes.enabled && b.length <= this.shapeCacheBytes ? maskLiterals(b) : undefined;
+    if (masked) {
+      const entry = this.fromShape(masked, b);
+      if (entry) {
+        this.stats.shapeHits++;
+        this.remember(text, entry);
+        return entry.plan;
+      }
+    }
+    const reads = masked && this.shapes.recurring(masked.key) ? new ConstReads() : undefined;
+    const { plan, deps } = analyzeText(text, b, this.policy, this.columnsOf, reads && ((t) => reads.instrument(parseSync(t))));
     this.remember(text, { plan, deps });
+    if (masked && reads) {
+      const t = buildTemplate(plan, deps, masked, b, reads);
+      if (t) this.shapes.add(masked.key, t);
+    }
     return plan;
   }
 
   clearCache(): void {
     this.cache.clear();
+    this.shapes.clear();
+  }
+
+  get cachedShapes(): number {
+    return this.shapes.entries;
+  }
+
+  /** The plan of an analysed text of the same shape, rebased onto this one; undefined = parse it. */
+  private fromShape(masked: MaskedText, bytes: Buffer): CacheEntry | undefined {
+    const list = this.shapes.get(masked.key);
+    if (!list) return undefined;
+    for (const t of list) {
+      if (!matches(t, masked)) continue;
+      if (!this.current(t.deps)) {
+        this.shapes.drop(masked.key, t);
+        return undefined;
+      }
+      const plan = rebase(t, bytes, masked);
+      return plan && { plan, deps: t.deps };
+    }
+    return undefined;
+  }
+
+  /** Are the catalog answers a plan relied on still the same? A failing catalog counts as changed. */
+  private current(deps: readonly Dependency[]): boolean {
+    for (const d of deps) {
+      let now: readonly string[] | undefined;
+      try {
+        now = this.columnsOf(d.schema, d.table);
+      } catch {
+        return false;
+      }
+      if (!sameColumns(now, d.columns)) return false;
+    }
+    return true;
   }
 
   get cachedEntries(): number {

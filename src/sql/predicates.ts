@@ -5,10 +5,12 @@
 //    = ANY(…) with parameters or string literals → recorded as a predicate site;
 //  - LIKE, <, >, BETWEEN, ORDER BY, GROUP BY, functions over the column → refused;
 //  - IS [NOT] NULL, comparisons with NULL and with '' (empty strings stay empty)
-//    are allowed, as is equality between two searchable columns with one policy.
+//    are allowed, as is equality between two searchable columns with one policy;
+//  - row comparisons are checked member by member, and a searchable member
+//    compared with a value is refused: a row cannot hold its candidate list.
 // Never a silently wrong result: a clear error instead.
 import { as, describe, items, locationOf, strings, unwrap, type Ast } from './ast.js';
-import { samePolicy, type AnalysisContext } from './context.js';
+import { samePolicy, type AnalysisContext, type PredicateDraft } from './context.js';
 import { qualified, refuse } from './errors.js';
 import { analyzeSelect, walkExpr, type Walk } from './query.js';
 import type { Scope } from './scope.js';
@@ -72,6 +74,15 @@ function unsupported(target: ColumnTarget, op: string, location: number | undefi
   });
 }
 
+/** Two searchable columns with different keys: equal plaintexts are different strings there. */
+function differentKeys(a: ColumnTarget, b: ColumnTarget, op: string, location: number | undefined): never {
+  refuse('unsupported_operator', `searchable columns ${qualified(a)} and ${qualified(b)} have different keys: a comparison with ${op} between them can never match`, {
+    target: a,
+    location,
+    hint: 'Give both columns the same key_group in the pgcmek configuration (docs/SEARCHABLE.md §4).',
+  });
+}
+
 /** Handle an A_Expr; returns false when it is not a comparison (the caller walks it generically). */
 export function handleAExpr(ctx: AnalysisContext, b: Ast, w: Walk): boolean {
   const kind = b.kind as string;
@@ -81,22 +92,78 @@ export function handleAExpr(ctx: AnalysisContext, b: Ast, w: Walk): boolean {
   if (kind === 'AEXPR_OP' && !COMPARISON_OPS.has(op)) return false;
   const shape = shapeOf(kind, op);
   const text = opText(kind, op);
-  const lrow = as(b.lexpr, 'RowExpr');
-  const rrow = as(b.rexpr, 'RowExpr');
-  if (lrow && rrow && shape !== 'other' && shape !== 'nullif' && (shape.kind === 'eq' || shape.kind === 'neq')) {
-    const la = items(lrow.args);
-    const ra = items(rrow.args);
-    if (la.length === ra.length) {
-      la.forEach((l, i) => compare(ctx, l, [ra[i]!], shape, text, w, b.location));
-      return true;
+  const rows = rowPairs(b, shape);
+  if (rows) {
+    // Member by member, a row IN list is an equality: two columns sharing a key may be compared.
+    const member: Shape = shape !== 'other' && shape !== 'nullif' && shape.kind === 'in' ? { kind: 'eq', negated: false } : shape;
+    for (const [l, r] of rows) {
+      const site = compare(ctx, l, [r], member, text, w, b.location);
+      if (site) refuseRowComparison(site, text);
     }
+    return true;
   }
   const listed = kind === 'AEXPR_IN' || kind.includes('BETWEEN');
-  compare(ctx, b.lexpr, listed ? items(b.rexpr) : [b.rexpr], shape, text, w, b.location);
+  const site = compare(ctx, b.lexpr, listed ? items(b.rexpr) : [b.rexpr], shape, text, w, b.location);
+  if (site) record(ctx, site);
   return true;
 }
 
-function compare(ctx: AnalysisContext, lhs: Ast, rhs: Ast[], shape: Shape, op: string, w: Walk, location: number): void {
+/**
+ * The member pairs of a row comparison: `(a, b) = (x, y)`, `<>`, `IS [NOT]
+ * DISTINCT FROM`, and `(a, b) [NOT] IN ((x, y), …)` (one pair per member per
+ * row of the list). Undefined when it is not one (other forms are walked as
+ * expressions, which refuses an encrypted column inside them).
+ */
+function rowPairs(b: Ast, shape: Shape): [Ast, Ast][] | undefined {
+  if (shape === 'other' || shape === 'nullif' || shape.kind === 'any') return undefined;
+  const lrow = as(b.lexpr, 'RowExpr');
+  if (!lrow) return undefined;
+  const la = items(lrow.args);
+  const rights = shape.kind === 'in' ? items(b.rexpr) : [b.rexpr];
+  const pairs: [Ast, Ast][] = [];
+  for (const r of rights) {
+    const rrow = as(r, 'RowExpr');
+    const ra = rrow ? items(rrow.args) : [];
+    if (!rrow || ra.length !== la.length) return undefined;
+    la.forEach((l, i) => pairs.push([l, ra[i]!]));
+  }
+  return pairs;
+}
+
+/**
+ * A searchable column compared with a value inside a row comparison. Each
+ * member pair would need its value widened to the column's candidates, and a
+ * row has no place for a candidate list: the row form stays refused in both
+ * protocols (never a row that silently matches nothing during a rotation).
+ */
+function refuseRowComparison(site: PredicateDraft, op: string): never {
+  refuse(
+    'unsupported_operator',
+    `a row comparison (${op}) on searchable column ${qualified(site.target)} cannot be rewritten: the proxy widens each compared value to its stored forms, which a row cannot hold`,
+    {
+      target: site.target,
+      location: site.location,
+      hint: `Compare the column on its own, e.g. ${site.target.column} = $1 AND other_column = $2, or ${site.target.column} IN (…).`,
+    },
+  );
+}
+
+/**
+ * Keeps a comparison site, keyed by its operator. The same comparison walked
+ * again is the same site; two different ones at one operator would drop a value
+ * from the rewrite (it would reach the server unencrypted), so that is refused.
+ */
+function record(ctx: AnalysisContext, site: PredicateDraft): void {
+  const prev = ctx.predicates.get(site.location);
+  if (prev && JSON.stringify([prev.target, prev.params, prev.literals]) !== JSON.stringify([site.target, site.params, site.literals])) {
+    refuse('internal', `two comparisons on searchable column ${qualified(site.target)} share one operator`, { target: site.target, location: site.location });
+  }
+  for (const p of site.params) ctx.claimPredicateParam(p.param, p.location);
+  ctx.predicates.set(site.location, site);
+}
+
+/** Checks one comparison; returns the site to rewrite when a searchable column is compared with values. */
+function compare(ctx: AnalysisContext, lhs: Ast, rhs: Ast[], shape: Shape, op: string, w: Walk, location: number): PredicateDraft | undefined {
   const scope = w.scope;
   const encL = bareEncrypted(lhs, scope);
   const single = rhs.length === 1 && (shape === 'other' || shape === 'nullif' || shape.kind !== 'any');
@@ -109,11 +176,12 @@ function compare(ctx: AnalysisContext, lhs: Ast, rhs: Ast[], shape: Shape, op: s
     }
     walkExpr(ctx, lhs, strict);
     for (const r of rhs) walkExpr(ctx, r, strict);
-    return;
+    return undefined;
   }
   if (encL && encR) {
     const equality = shape !== 'other' && shape !== 'nullif' && (shape.kind === 'eq' || shape.kind === 'neq');
-    if (equality && encL.policy.searchable && encR.policy.searchable && samePolicy(encL.policy, encR.policy)) return;
+    if (equality && encL.policy.searchable && encR.policy.searchable && samePolicy(encL.policy, encR.policy)) return undefined;
+    if (equality && encL.policy.searchable && encR.policy.searchable) differentKeys(encL, encR, op, location);
     if (equality && !(encL.policy.searchable && encR.policy.searchable)) notSearchable(encL.policy.searchable ? encR : encL, op, location);
     unsupported(encL, op, location);
   }
@@ -131,11 +199,10 @@ function compare(ctx: AnalysisContext, lhs: Ast, rhs: Ast[], shape: Shape, op: s
       else classify(ctx, v, target, op, true, params, literals);
     } else scalar(v);
   }
-  if (params.length === 0 && literals.length === 0) return; // only NULL / '' compared
+  if (params.length === 0 && literals.length === 0) return undefined; // only NULL / '' compared
   if (!target.policy.searchable) notSearchable(target, op, location);
   if (shape === 'nullif' || target.policy.jsonPaths) unsupported(target, op, location);
-  for (const p of params) ctx.claimPredicateParam(p.param, p.location);
-  ctx.predicates.set(location, { ...shape, target, params, literals, location });
+  return { ...shape, target, params, literals, location };
 }
 
 /** A compared value: a parameter, a string literal, NULL or '' — anything else is refused. */
@@ -178,29 +245,47 @@ function classify(
   );
 }
 
-/** `x IN (SELECT …)`, `x = ANY (SELECT …)`, `x <> ALL (SELECT …)`. */
+/** `x IN (SELECT …)`, `x = ANY (SELECT …)`, `x <> ALL (SELECT …)`, and `(x, y) IN (SELECT a, b …)` member by member. */
 export function handleSubLinkComparison(ctx: AnalysisContext, b: Ast, w: Walk): void {
   const sub = analyzeSelect(ctx, as(b.subselect, 'SelectStmt')!, w.scope);
   const names = strings(b.operName);
   const op = names[names.length - 1] ?? '=';
   const kind = b.subLinkType as string;
   const equality = (kind === 'ANY_SUBLINK' && op === '=') || (kind === 'ALL_SUBLINK' && op === '<>');
-  const subCol = sub.columns?.[0];
-  const encS = subCol ? originTarget(subCol.origin, 0) : undefined;
-  const encT = bareEncrypted(b.testexpr, w.scope);
   const text = `${op} ${kind === 'ALL_SUBLINK' ? 'ALL' : 'ANY'} (subquery)`;
+  const row = as(b.testexpr, 'RowExpr');
+  // A row is compared with the subquery's columns in order: each member with its column.
+  const tests = row ? items(row.args) : [b.testexpr];
+  tests.forEach((test, i) => {
+    const subCol = sub.columns?.[i];
+    const encS = subCol ? originTarget(subCol.origin, 0) : undefined;
+    subLinkMember(ctx, test, bareEncrypted(test, w.scope), encS, equality, text, w, b.location);
+  });
+}
+
+function subLinkMember(
+  ctx: AnalysisContext,
+  test: Ast,
+  encT: ColumnTarget | undefined,
+  encS: ColumnTarget | undefined,
+  equality: boolean,
+  text: string,
+  w: Walk,
+  location: number,
+): void {
   if (!encT && !encS) {
-    walkExpr(ctx, b.testexpr, { ...w, strict: w.strict ?? 'a comparison' });
+    walkExpr(ctx, test, { ...w, strict: w.strict ?? 'a comparison' });
     return;
   }
   if (encT && encS && equality && encT.policy.searchable && encS.policy.searchable && samePolicy(encT.policy, encS.policy)) return;
+  if (encT && encS && equality && encT.policy.searchable && encS.policy.searchable) differentKeys(encT, encS, text, location);
   const t = (encT ?? encS)!;
-  if (!equality) unsupported(t, text, b.location);
-  if (!t.policy.searchable || (encT && encS)) notSearchable(encT && !encT.policy.searchable ? encT : encS ?? t, text, b.location);
+  if (!equality) unsupported(t, text, location);
+  if (!t.policy.searchable || (encT && encS)) notSearchable(encT && !encT.policy.searchable ? encT : encS ?? t, text, location);
   refuse(
     'encrypted_expression',
     `encrypted column ${qualified(t)} is compared with a subquery column that is not encrypted with the same policy`,
-    { target: t, location: b.location },
+    { target: t, location },
   );
 }
 

@@ -21,6 +21,25 @@ describe('DekCache (read side)', () => {
     expect(c.stats()).toEqual({ size: 3, hits: 1, misses: 1, evictions: 1 });
   });
 
+  it('keeps LRU order through repeated hits on the newest entry, evictions of it and re-insertion', () => {
+    const c = new DekCache(3, 0);
+    const k = Array.from({ length: 6 }, fresh);
+    c.set('a', k[0]!);
+    c.set('b', k[1]!);
+    c.set('c', k[2]!);
+    for (let i = 0; i < 5; i++) expect(c.get('c')).toBe(k[2]); // already newest: order unchanged
+    expect(c.get('a')).toBe(k[0]); // order b, c, a
+    c.set('d', k[3]!); // evicts b
+    expect(c.get('b')).toBeUndefined();
+    expect(c.get('c')).toBe(k[2]); // order a, d, c
+    c.set('e', k[4]!); // evicts a
+    expect(c.get('a')).toBeUndefined();
+    c.set('c', k[5]!); // replaces the newest-but-one: order d, e, c
+    c.set('f', fresh()); // evicts d
+    expect([c.get('d'), c.get('e'), c.get('c')]).toEqual([undefined, k[4], k[5]]);
+    expect(zeroed(k[2]!) && zeroed(k[3]!)).toBe(true);
+  });
+
   it('holds exactly maxEntries after many inserts, zeroing all the others', () => {
     const c = new DekCache(100, 0);
     const keys = Array.from({ length: 1000 }, fresh);
@@ -72,7 +91,7 @@ describe('DekCache (read side)', () => {
 });
 
 describe('DekWriter (write side)', () => {
-  const dek = (createdAt: number, uses = 1): WriteDek => ({ key: fresh(), header: Buffer.from('h'), createdAt, uses });
+  const dek = (createdAt: number, uses = 1): WriteDek => ({ key: fresh(), header: Buffer.from('h'), createdAt, uses, tag: 1, kekId: Buffer.from('k') });
 
   it('reuses one DEK for at most maxUses values, then asks for a fresh one and zeroes the old', () => {
     const w = new DekWriter({ maxAgeSeconds: 3600, maxUses: 3 }, () => 0);

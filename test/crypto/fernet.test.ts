@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { encodePadded } from '../../src/crypto/base64url.js';
@@ -198,6 +198,37 @@ describe('Fernet behaviour', () => {
     k.destroy();
     expect(k.signingKey.every((b) => b === 0) && k.encryptionKey.every((b) => b === 0)).toBe(true);
     expect(reasonOf(() => decrypt(k, t))).toBe('bad_mac');
+  });
+
+  it('one reused cipher and precomputed HMAC pads give the bytes of a fresh cipher and Hmac per value, value after value', () => {
+    // Reference: Fernet straight from the spec, a new AES-CBC cipher and Hmac object per token.
+    const reference = (raw: Buffer, pt: Buffer, iv: Buffer, ts: number): string => {
+      const c = createCipheriv('aes-128-cbc', raw.subarray(16), iv);
+      const head = Buffer.alloc(25);
+      head[0] = 0x80;
+      head.writeBigUInt64BE(BigInt(ts), 1);
+      iv.copy(head, 9);
+      const body = Buffer.concat([head, c.update(pt), c.final()]);
+      return encodePadded(Buffer.concat([body, createHmac('sha256', raw.subarray(0, 16)).update(body).digest()]));
+    };
+    const raws = [randomBytes(32), randomBytes(32)];
+    const keys = raws.map((r) => new FernetKey(r));
+    for (let i = 0; i < 3000; i++) {
+      const k = i % 7 === 0 ? 1 : 0; // two keys interleaved: each keeps its own chaining state
+      const pt = randomBytes(i % 3 === 0 ? i % 700 : i % 41);
+      const iv = randomBytes(16);
+      const ts = 1_700_000_000 + i;
+      const t = encrypt(keys[k]!, pt, { iv, timestamp: ts });
+      expect(t).toBe(reference(raws[k]!, pt, iv, ts));
+      if (i % 5 === 0) expect(decrypt(keys[k]!, t).equals(pt)).toBe(true);
+    }
+  });
+
+  it('does not disturb the plaintext buffer it is given', () => {
+    const pt = Buffer.from('0123456789abcdef0123456789abcdef!');
+    const copy = Buffer.from(pt);
+    encrypt(key, pt);
+    expect(pt.equals(copy)).toBe(true);
   });
 
   it('error messages name the reason and nothing else', () => {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Keyring } from '../../src/crypto/keyring.js';
 import { generateKekFile } from '../../src/crypto/kek/local.js';
 import { CMEKDecryptionError } from '../../src/crypto/errors.js';
-import { ValueCodec } from '../../src/encryption/values.js';
+import { ValueCodec, ValueFormatError } from '../../src/encryption/values.js';
 
 const policy = { column: 's', searchable: false, onDecryptError: 'error' as const, encryptEmpty: false };
 
@@ -50,6 +50,36 @@ describe('ValueCodec decrypted-value cache', () => {
     spy.mockRestore();
   });
 
+  it('serves each of many cached values its own plaintext', async () => {
+    const codec = new ValueCodec(keyring, { size: 5000, ttlMs: 0 });
+    const envs = await Promise.all(Array.from({ length: 2000 }, async (_, i) => Buffer.from(await keyring.encrypt(`v${i}`))));
+    for (const e of envs) codec.decrypt(e, policy, 'text', false);
+    const spy = vi.spyOn(keyring, 'tryDecryptSync');
+    envs.forEach((e, i) => expect((codec.decrypt(Buffer.from(e), policy, 'text', false) as Buffer).toString()).toBe(`v${i}`));
+    expect(spy).not.toHaveBeenCalled();
+    spy.mockRestore();
+  });
+
+  it('the same token behind another wrapped DEK is never answered from the cache (fails as it does uncached)', async () => {
+    const codec = new ValueCodec(keyring, { size: 100, ttlMs: 0 });
+    const other = await Keyring.fromConfig({ backend: 'local', local: { path: join(dir, 'kek'), previous: [] }, dek: { maxAgeSeconds: 0, maxUses: 1, cacheSize: 10, cacheTtlSeconds: 0 } });
+    try {
+      const env = await keyring.encrypt('mine');
+      const foreign = await other.encrypt('theirs'); // same KEK, a different DEK
+      codec.decrypt(Buffer.from(env), policy, 'text', false);
+      // The cached value's token (and so its MAC) behind the other value's header.
+      const spliced = Buffer.from(foreign.slice(0, foreign.lastIndexOf('|') + 1) + env.slice(env.lastIndexOf('|') + 1), 'latin1');
+      expect(() => codec.decrypt(spliced, policy, 'text', false)).toThrow(CMEKDecryptionError);
+      // And a value whose MAC text matches the cached one where the lookup reads it, but differs elsewhere.
+      const twin = Buffer.from(env, 'latin1');
+      twin[twin.length - 40] = twin[twin.length - 40] === 0x41 ? 0x42 : 0x41;
+      expect(() => codec.decrypt(twin, policy, 'text', false)).toThrow(CMEKDecryptionError);
+      expect((codec.decrypt(Buffer.from(env), policy, 'text', false) as Buffer).toString()).toBe('mine');
+    } finally {
+      await other.close();
+    }
+  });
+
   it('never serves a tampered envelope from the cache: the key is the whole value, MAC included', async () => {
     const codec = new ValueCodec(keyring, { size: 100, ttlMs: 0 });
     const env = Buffer.from(await keyring.encrypt('tok_x'));
@@ -57,5 +87,23 @@ describe('ValueCodec decrypted-value cache', () => {
     const bad = Buffer.from(env);
     bad[bad.length - 3] = bad[bad.length - 3] === 0x41 ? 0x42 : 0x41;
     expect(() => codec.decrypt(bad, policy, 'text', false)).toThrow(CMEKDecryptionError);
+  });
+
+  it('a document that is not JSON for json_paths, or an unknown jsonb binary version: ValueFormatError without the value', () => {
+    const codec = new ValueCodec(keyring);
+    const paths = { ...policy, jsonPaths: [['smtp', 'password']] };
+    const bad = Buffer.from('{"smtp": {"password": "leak-me", }');
+    for (const [shape, binary, v] of [['jsonb', false, bad], ['json', false, bad], ['jsonb', true, Buffer.concat([Buffer.from([1]), bad])], ['jsonb', true, Buffer.concat([Buffer.from([2]), Buffer.from('{}')])]] as const) {
+      try {
+        codec.encrypt(v, paths, shape, binary);
+        throw new Error('expected a ValueFormatError');
+      } catch (e) {
+        expect(e).toBeInstanceOf(ValueFormatError);
+        expect((e as Error).message).not.toContain('leak-me');
+      }
+    }
+    // A well-formed document is encrypted at its path.
+    const ok = codec.encrypt(Buffer.from('{"smtp": {"password": "pw"}}'), paths, 'jsonb', false) as Buffer;
+    expect(JSON.parse(ok.toString()).smtp.password).toMatch(/^cmek:v1:/);
   });
 });

@@ -4,7 +4,7 @@
 import { createCipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { decrypt as fernetDecrypt } from '../../src/crypto/fernet.js';
-import { DeterministicKey, dekCheck, IV_INFO } from '../../src/searchable/deterministic.js';
+import { DeterministicKey, dekCheck, IV_INFO, tokenTextLength } from '../../src/searchable/deterministic.js';
 import { oracleDecrypt } from '../crypto/oracle.js';
 
 const b64 = (b: Buffer) => b.toString('base64url') + '='; // 32 bytes -> 43 chars + one pad
@@ -41,6 +41,32 @@ describe('DeterministicKey', () => {
     const t = raw(expected);
     expect(t[0]).toBe(0x80);
     expect(t.subarray(1, 9).equals(Buffer.alloc(8))).toBe(true); // timestamp 0
+  });
+
+  it('writeToken writes token() at an offset, in tokenTextLength bytes; raw() is its bytes', () => {
+    for (let n = 0; n <= 100; n++) {
+      const pt = randomBytes(n);
+      const t = key.token(pt);
+      expect(tokenTextLength(n)).toBe(t.length);
+      const out = Buffer.alloc(7 + t.length + 3, 0xaa);
+      expect(key.writeToken(pt, out, 7)).toBe(7 + t.length);
+      expect(out.toString('latin1', 7, 7 + t.length)).toBe(t);
+      expect(out.subarray(0, 7).every((x) => x === 0xaa) && out.subarray(7 + t.length).every((x) => x === 0xaa)).toBe(true);
+      expect(key.raw(pt).equals(raw(t))).toBe(true);
+      expect(key.iv(pt).equals(raw(t).subarray(9, 25))).toBe(true);
+    }
+  });
+
+  it('interleaved with other plaintexts and keys, a token never changes (no state carried between values)', () => {
+    const other = new DeterministicKey(randomBytes(32));
+    const pts = Array.from({ length: 50 }, (_, i) => randomBytes(i * 3));
+    const first = pts.map((p) => key.token(p));
+    for (let r = 0; r < 3; r++) {
+      pts.forEach((p, i) => {
+        other.token(p);
+        expect(key.token(p)).toBe(first[i]);
+      });
+    }
   });
 
   it('different plaintexts get unrelated IVs, also with a shared prefix', () => {

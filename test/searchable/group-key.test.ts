@@ -4,7 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { LocalKekBackend } from '../../src/crypto/kek/local.js';
 import { Keyring } from '../../src/crypto/keyring.js';
+import { SearchableColumnKey } from '../../src/searchable/column-key.js';
 import { DeterministicKey } from '../../src/searchable/deterministic.js';
+import { quoteLiteral } from '../../src/sql/lexical.js';
 import { GroupKey, makeWrapping } from '../../src/searchable/group-key.js';
 
 const DEK_POLICY = { maxAgeSeconds: 300, maxUses: 1000, cacheSize: 100, cacheTtlSeconds: 0 };
@@ -92,5 +94,48 @@ describe('GroupKey', () => {
     expect(new Set(two.map(String)).size).toBe(2);
     expect(() => g.candidates(Buffer.from('x'), 1)).toThrow(expect.objectContaining({ name: 'SearchableKeyError', sqlstate: '55000' }));
     expect(g.candidates(Buffer.from('x'))).toHaveLength(2);
+  });
+
+  it('with the token cache, values and candidates are byte-identical to the uncached ones, hit or miss', () => {
+    const { w1, w2, p2, dek } = setup();
+    const cached = new GroupKey('column:"public"."t"."c"', new DeterministicKey(dek), () => 10_000, 8);
+    const plain = new GroupKey('column:"public"."t"."c"', new DeterministicKey(dek), () => 10_000, 0);
+    for (const g of [cached, plain]) g.setWrappings([w1, w2], p2);
+    const pts = Array.from({ length: 40 }, (_, i) => Buffer.from(i % 5 === 0 ? '' : `token-${i % 13}-${'x'.repeat(i)}`));
+    for (let round = 0; round < 3; round++) {
+      for (const pt of pts) {
+        const a = cached.candidates(pt, 3);
+        const b = plain.candidates(pt, 3);
+        expect(a.map((x) => x.toString('latin1'))).toEqual(b.map((x) => x.toString('latin1')));
+        expect(cached.encrypt(pt).equals(plain.encrypt(pt))).toBe(true);
+        expect(cached.token(pt)).toBe(plain.token(pt));
+      }
+    }
+    expect(cached.cacheStats().hits).toBeGreaterThan(0);
+    expect(plain.cacheStats().hits).toBe(0);
+  });
+
+  it('each candidate is its own value: header, then the token, nothing of its neighbours', async () => {
+    const { g, w1, w2, p2, b2 } = setup();
+    g.setWrappings([w1, w2], p2);
+    const [a, b] = g.candidates(Buffer.from('neighbours'));
+    expect(a!.length).toBe(w1.header.length + g.token(Buffer.from('neighbours')).length);
+    expect(b!.toString('latin1')).toBe(w2.header.toString('latin1') + g.token(Buffer.from('neighbours')));
+    const ring = new Keyring({ primary: b2, readable: [], dek: DEK_POLICY });
+    expect((await ring.decryptBytes(Buffer.from(a!))).toString()).toBe('neighbours');
+  });
+
+  it('quotedCandidates: each candidate as a SQL literal, in order', () => {
+    const { g, w1, w2, p2 } = setup();
+    g.setWrappings([w1, w2], p2);
+    for (const pt of ['x', '', "it's", 'back\\slash', 'Grüße 🔑']) {
+      const q = g.quotedCandidates(Buffer.from(pt));
+      expect(q).toEqual(g.candidates(Buffer.from(pt)).map((c) => quoteLiteral(c.toString('utf8'))));
+      expect(q.every((l) => /^'cmek:v1:[A-Za-z0-9_|=-]+'$/.test(l))).toBe(true);
+    }
+    const col = new SearchableColumnKey({ schema: 'public', table: 't', column: 'c', encryptEmpty: false }, g, 3);
+    expect(col.quotedCandidates(Buffer.alloc(0))).toEqual(["''"]);
+    const enc = new SearchableColumnKey({ schema: 'public', table: 't', column: 'c', encryptEmpty: true }, g, 3);
+    expect(enc.quotedCandidates(Buffer.alloc(0))).toEqual(g.quotedCandidates(Buffer.alloc(0)));
   });
 });

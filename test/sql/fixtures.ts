@@ -23,7 +23,7 @@ export const CATALOG: Record<string, string[]> = {
   'public.archive': ['id', 'ssn', 'email'],
 };
 
-export function makeAnalyzer(catalog: Record<string, string[] | undefined> = CATALOG, opts: { cacheSize?: number } = {}): SqlAnalyzer {
+export function makeAnalyzer(catalog: Record<string, string[] | undefined> = CATALOG, opts: { cacheSize?: number; shapeCacheSize?: number } = {}): SqlAnalyzer {
   return new SqlAnalyzer({ tables: TABLES, columnsOf: (s, t) => catalog[`${s}.${t}`], ...opts });
 }
 
