@@ -80,8 +80,8 @@ export class GroupKey {
   private seal(pt: Buffer, headers: readonly Buffer[]): Buffer[] {
     const cache = this.tokens;
     const h = cache.enabled ? cache.fingerprint(pt) : 0;
-    const cached = h === 0 ? undefined : cache.find(pt, h);
-    const tlen = cached?.length ?? tokenTextLength(pt.length);
+    const cached = h === 0 ? -1 : cache.find(pt, h);
+    const tlen = tokenTextLength(pt.length);
     let total = 0;
     for (const hd of headers) total += hd.length + tlen;
     const buf = Buffer.allocUnsafe(total);
@@ -89,8 +89,10 @@ export class GroupKey {
     const first = headers[0]!.length;
     // TypedArray set(): Buffer.copy's argument handling costs more than these short copies.
     buf.set(headers[0]!, 0);
-    if (cached !== undefined) buf.write(cached, first, 'latin1');
-    else {
+    if (cached >= 0) {
+      const t = cache.tokens();
+      for (let i = 0; i < tlen; i++) buf[first + i] = t[cached + i]!;
+    } else {
       this.key.writeToken(pt, buf, first);
       if (h !== 0) cache.offer(pt, h, buf, first, first + tlen);
     }

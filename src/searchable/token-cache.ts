@@ -8,17 +8,31 @@
 //    key string is built, so a miss (most lookups of uniformly spread values)
 //    costs about a tenth of a microsecond. A Map keyed by the plaintext's text
 //    cost ~1 µs per lookup, hit or miss.
+//  - Entries live in one buffer (plaintext, then token text, per slot), not in
+//    JS strings: nothing is allocated per entry, so the cache adds no garbage
+//    collection work, and clear() really wipes the plaintexts (a string cannot
+//    be zeroed). Plaintexts longer than `maxPlaintext` bytes are not cached.
 //  - Admission on the second sight: a plaintext enters only when its
-//    fingerprint was seen before. Entries outlive V8's young generation, so
-//    caching every one-off value (uniformly random lookups over many tokens)
-//    promotes a string per lookup to the old generation and cost more in GC
-//    than the crypto it saved; values looked up again (hot tokens) still get in.
-// Trade-off: up to `size` recent plaintexts (token hashes) stay in the heap;
+//    fingerprint was seen before, so one-off values (uniformly random lookups
+//    over many tokens) do not evict the hot ones.
+// Trade-off: up to `size` recent plaintexts (token hashes) stay in memory;
 // size 0 disables it.
+import { tokenTextLength } from './deterministic.js';
+
+/**
+ * Longest plaintext cached by default: a prefixed hex SHA-256 (`sha256:…`, 71
+ * bytes) or a base64 SHA-512 (88) fits. A slot is then 324 bytes: 3.2 MB for
+ * the default 10,000 slots, allocated when the first token is admitted.
+ */
+export const DEFAULT_MAX_PLAINTEXT = 96;
+
 export class TokenCache {
-  /** Per slot: the plaintext (latin1, one char per byte) followed by its token text. */
-  private readonly entries: (string | undefined)[];
-  /** Per slot: the plaintext's length in bytes (where the token starts in the entry). */
+  private readonly slots: number;
+  /** Bytes per slot: the longest plaintext and its token text. */
+  private readonly stride: number;
+  /** Allocated at the first admission (a key that is only written to never needs it). */
+  private arena: Buffer | undefined;
+  /** Per slot: the plaintext's length in bytes, -1 = empty. */
   private readonly ptLengths: Int32Array;
   /** Per slot: the plaintext's fingerprint (most other plaintexts differ here already). */
   private readonly prints: Uint32Array;
@@ -28,57 +42,75 @@ export class TokenCache {
   hits = 0;
   misses = 0;
 
-  constructor(readonly size: number) {
-    const n = Math.max(0, Math.floor(size));
-    this.entries = new Array<string | undefined>(n).fill(undefined);
-    this.ptLengths = new Int32Array(n).fill(-1);
-    this.prints = new Uint32Array(n);
-    let slots = 1;
-    while (slots < n * 4) slots <<= 1;
-    this.seen = new Uint32Array(n === 0 ? 0 : slots);
-    this.mask = slots - 1;
+  constructor(
+    readonly size: number,
+    readonly maxPlaintext = DEFAULT_MAX_PLAINTEXT,
+  ) {
+    this.slots = Math.max(0, Math.floor(size));
+    this.stride = maxPlaintext + tokenTextLength(maxPlaintext);
+    this.ptLengths = new Int32Array(this.slots).fill(-1);
+    this.prints = new Uint32Array(this.slots);
+    let n = 1;
+    while (n < this.slots * 4) n <<= 1;
+    this.seen = new Uint32Array(this.slots === 0 ? 0 : n);
+    this.mask = n - 1;
   }
 
   get enabled(): boolean {
-    return this.entries.length > 0;
+    return this.slots > 0;
   }
 
-  /** The plaintext's fingerprint (only when enabled): what find() and offer() take. */
+  /** The plaintext's fingerprint (never 0): what find() and offer() take. */
   fingerprint(pt: Buffer): number {
     return fingerprint(pt);
   }
 
-  /** The cached token of `pt` (fingerprint `h`), or undefined: a miss, which the caller computes and offers. */
-  find(pt: Buffer, h: number): string | undefined {
-    const slot = h % this.entries.length;
-    const e = this.entries[slot];
+  /**
+   * Where the cached token text of `pt` (fingerprint `h`) is: its offset in
+   * `tokens()`, or -1 for a miss (which the caller computes and offers).
+   * Its length is `tokenTextLength(pt.length)`.
+   */
+  find(pt: Buffer, h: number): number {
+    const slot = h % this.slots;
     const n = pt.length;
-    if (e !== undefined && this.prints[slot] === h && this.ptLengths[slot] === n && samePrefix(e, pt)) {
-      this.hits++;
-      return e.slice(n);
+    if (this.prints[slot] === h && this.ptLengths[slot] === n) {
+      const a = this.arena!;
+      const at = slot * this.stride;
+      let same = true;
+      for (let i = 0; i < n; i++) {
+        if (a[at + i] !== pt[i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) {
+        this.hits++;
+        return at + n;
+      }
     }
     this.misses++;
-    return undefined;
+    return -1;
   }
 
-  /**
-   * A token just computed for a miss, as its text's bytes token[start, end):
-   * kept when its plaintext was seen before.
-   */
+  /** The buffer find()'s offsets point into (valid until the next offer()). */
+  tokens(): Buffer {
+    return this.arena!;
+  }
+
+  /** A token just computed for a miss, as its text token[start, end): kept when its plaintext was seen before. */
   offer(pt: Buffer, h: number, token: Buffer, start: number, end: number): void {
+    const n = pt.length;
+    if (n > this.maxPlaintext || end - start !== tokenTextLength(n)) return;
     const at = h & this.mask;
     if (this.seen[at] !== h) {
       this.seen[at] = h;
       return;
     }
-    // Built in one buffer, so the entry is one flat string (a concatenation would be a
-    // rope, and reading its characters at every lookup costs more than the lookup).
-    const n = pt.length;
-    const b = Buffer.allocUnsafe(n + end - start);
-    pt.copy(b, 0);
-    token.copy(b, n, start, end);
-    const slot = h % this.entries.length;
-    this.entries[slot] = b.toString('latin1');
+    const slot = h % this.slots;
+    const a = (this.arena ??= Buffer.alloc(this.slots * this.stride));
+    const off = slot * this.stride;
+    a.set(pt, off);
+    token.copy(a, off + n, start, end);
     this.ptLengths[slot] = n;
     this.prints[slot] = h;
   }
@@ -87,8 +119,8 @@ export class TokenCache {
   get(pt: Buffer, compute: (pt: Buffer) => string): string {
     if (!this.enabled) return compute(pt);
     const h = fingerprint(pt);
-    const v = this.find(pt, h);
-    if (v !== undefined) return v;
+    const at = this.find(pt, h);
+    if (at >= 0) return this.arena!.toString('latin1', at, at + tokenTextLength(pt.length));
     const t = compute(pt);
     const b = Buffer.from(t, 'latin1');
     this.offer(pt, h, b, 0, b.length);
@@ -98,25 +130,20 @@ export class TokenCache {
   /** How many tokens are held. */
   count(): number {
     let n = 0;
-    for (const e of this.entries) if (e !== undefined) n++;
+    for (const l of this.ptLengths) if (l >= 0) n++;
     return n;
   }
 
+  /** Forgets every entry and wipes the plaintexts held. */
   clear(): void {
-    this.entries.fill(undefined);
+    this.arena?.fill(0);
     this.ptLengths.fill(-1);
     this.prints.fill(0);
     this.seen.fill(0);
   }
 }
 
-/** True when the entry starts with the bytes of `pt` (one latin1 char per byte). */
-function samePrefix(e: string, pt: Buffer): boolean {
-  for (let i = 0; i < pt.length; i++) if (e.charCodeAt(i) !== pt[i]) return false;
-  return true;
-}
-
-/** FNV-1a, 32 bits (never 0, the empty slot of the admission filter). */
+/** FNV-1a, 32 bits (never 0, the empty slot of the admission filter and of `prints`). */
 function fingerprint(b: Buffer): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i]!, 0x01000193);

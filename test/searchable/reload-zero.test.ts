@@ -32,7 +32,8 @@ describe('zeroing a column key', () => {
     expect(bufs.some(zero)).toBe(false);
     g.destroy();
     for (const b of bufs) expect(zero(b)).toBe(true);
-    const cache = (g as unknown as { tokens: { count(): number } }).tokens;
+    const cache = (g as unknown as { tokens: { count(): number; arena: Buffer } }).tokens;
     expect(cache.count()).toBe(0);
+    expect(cache.arena.every((x) => x === 0)).toBe(true); // the cached plaintext is wiped, not just dropped
   });
 });
