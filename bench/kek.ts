@@ -21,7 +21,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { defaultConfig } from '../src/config/load.js';
 import type { Config, DekPolicy, KekConfig } from '../src/config/types.js';
 import { createAwsKmsBackend } from '../src/crypto/kek/aws-kms.js';
@@ -35,6 +34,7 @@ import { createLogger, setLogger } from '../src/log.js';
 import { startProxy } from '../src/proxy/server.js';
 import { FakeKms } from '../test/kek/fake-kms.js';
 import { FakeVault } from '../test/kek/fake-vault.js';
+import { withClient } from './lib/client.js';
 import { runPgbench, type PgTarget } from './lib/pgbench.js';
 import { onCleanup, runMain } from './lib/proc.js';
 
@@ -190,16 +190,6 @@ const tablePolicy = (name: string) => ({
   table: name,
   columns: [{ column: 'secret', searchable: false, onDecryptError: 'error' as const, encryptEmpty: false }],
 });
-
-async function withClient<T>(t: PgTarget, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client(t);
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
 
 /** pgcmek in this process with `backend` as primary; its backend's metrics() stay reachable through the keyring. */
 async function startRemotePgcmek(cluster: Cluster, kek: KekConfig, tables: string[]) {

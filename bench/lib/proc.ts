@@ -9,6 +9,9 @@
 //     const r = await exec('pgbench', ['-S', ...]);        // killed too if interrupted
 //   });
 import { spawn, type SpawnOptions, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export interface ExitInfo {
   code: number | null;
@@ -133,6 +136,13 @@ export async function exec(cmd: string, args: string[], opts: StartOptions & { i
 /** Registers an undo step; steps run last-registered first. */
 export function onCleanup(fn: () => unknown): void {
   cleanups.push(fn);
+}
+
+/** A fresh directory under the system temp dir (named prefix + random), removed at cleanup. */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 /**

@@ -1,6 +1,7 @@
 // CPU time and memory of a running process, from /proc (Linux): what a proxy
 // costs per transaction is as telling as its throughput on a 2-core machine.
 import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 export interface ProcStat {
   /** user + system CPU time consumed so far, in ms. */
@@ -13,17 +14,25 @@ export interface ProcStat {
 
 const TICKS_PER_SECOND = 100; // USER_HZ: 100 on every Linux ABI Node supports
 
+/**
+ * Clock ticks of CPU a process used (utime + stime), plus, with `reaped`, what
+ * its waited-for children used (cutime + cstime). Throws once the process is gone.
+ */
+function cpuTicks(pid: number, reaped: boolean): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is parenthesised and may contain spaces.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const t = Number(rest[11]) + Number(rest[12]);
+  return reaped ? t + Number(rest[13]) + Number(rest[14]) : t;
+}
+
 /** Reads /proc/<pid>/stat and status; undefined once the process is gone (or off Linux). */
 export function procStat(pid: number): ProcStat | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which is parenthesised and may contain spaces.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const utime = Number(rest[11]);
-    const stime = Number(rest[12]);
+    const ticks = cpuTicks(pid, false);
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
-    return { cpuMs: ((utime + stime) * 1000) / TICKS_PER_SECOND, rssBytes: kb('VmRSS'), peakRssBytes: kb('VmHWM') };
+    return { cpuMs: (ticks * 1000) / TICKS_PER_SECOND, rssBytes: kb('VmRSS'), peakRssBytes: kb('VmHWM') };
   } catch {
     return undefined;
   }
@@ -55,4 +64,31 @@ export function procTreeStat(pid: number): ProcStat | undefined {
     total.peakRssBytes += s.peakRssBytes;
   }
   return total;
+}
+
+/**
+ * A reader of the CPU time (ms) a Postgres cluster has used so far: the
+ * postmaster and its live children, plus what its exited children used (a
+ * pgbench run's backends end with the run, and the postmaster reaps them).
+ * Read it only once those backends are gone (a few hundred ms after pgbench
+ * exits), or their time is missing. Undefined once the postmaster is gone.
+ */
+export function postgresClusterCpu(dataDir: string): () => { cpuMs: number } | undefined {
+  const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const ticksOrZero = (p: number): number => {
+    try {
+      return cpuTicks(p, true);
+    } catch {
+      return 0; // a backend that ended between listing and reading (why callers wait for the run's backends to exit)
+    }
+  };
+  return () => {
+    try {
+      let t = cpuTicks(pid, true);
+      for (const child of childrenOf(pid)) t += ticksOrZero(child);
+      return { cpuMs: (t * 1000) / TICKS_PER_SECOND };
+    } catch {
+      return undefined;
+    }
+  };
 }

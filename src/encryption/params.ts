@@ -7,6 +7,7 @@
 import { decodeBind, encodeBind, formatAt } from '../protocol/frontend/bind.js';
 import type { SearchableColumnKey } from '../searchable/column-key.js';
 import type { ColumnTarget, ParamSite } from '../sql/types.js';
+import { fillSearchableBind } from './searchable-bind.js';
 import type { ParseRewrite } from './searchable-rewrite.js';
 import { spliceValues, type ValueEdit } from './splice.js';
 import { ValueFormatError, type MaybePromise, type ValueCodec, type ValueShape } from './values.js';
@@ -40,7 +41,11 @@ export interface BindContext {
 
 /** Returns the new Bind frame, or undefined when nothing changed. */
 export function encryptBind(frame: Buffer, plan: BindPlan, c: BindContext, statement: string): MaybePromise<Buffer | undefined> {
-  if (plan.rewrite) return rewriteBind(frame, plan, plan.rewrite, c, statement);
+  if (plan.rewrite) {
+    // Most rewritten Binds (text parameters, nothing else encrypted) are built in one pass.
+    const fast = fillSearchableBind(frame, plan.rewrite, plan.writes, (t) => c.key(t));
+    return fast ?? rewriteBind(frame, plan, plan.rewrite, c, statement);
+  }
   const at = locateValues(frame);
   // Not a well-formed Bind: the full decoder says what is wrong with it.
   if (at === undefined) return rewriteBind(frame, plan, undefined, c, statement);

@@ -1,7 +1,7 @@
 // The searchable column keys of each database the proxy serves (src/searchable
 // SearchableKeys), shared by every session of that database, like the catalog.
 // The proxy has no connection of its own: a session lends its upstream
-// connection (searchable-db.ts) at an idle point — between two of the client's
+// connection (session-db.ts, on a statement of its own) at an idle point — between two of the client's
 // batches, nothing pending, no transaction open — so key-table writes never
 // join a client's transaction. The first such
 // point loads the keys (creating the key tables and keys when missing); later
@@ -15,7 +15,10 @@ import type { Logger } from '../log.js';
 import type { InterceptContext } from '../proxy/interceptor.js';
 import { SearchableKeys } from '../searchable/keys.js';
 import { SearchableKeyError, type SearchableColumn } from '../searchable/types.js';
-import { SearchableSessionDb } from './searchable-db.js';
+import { SessionDb } from './session-db.js';
+
+/** The statement and portal the key maintenance runs on (reserved: a client statement of this name would be closed). */
+const SEARCHABLE_STATEMENT = '__pgcmek_searchable_keys';
 
 export interface SearchableOptions {
   /** How often a database's keys are re-read (default 10 s). */
@@ -36,10 +39,10 @@ const DEFAULTS = { refreshMs: 10_000, timeoutMs: 15_000, retryMs: 5_000 };
 
 /** A Db over whichever session lent its connection; queries fail fast when none has. */
 class LentDb implements Db {
-  private lender: { owner: object; db: SearchableSessionDb } | undefined;
+  private lender: { owner: object; db: SessionDb } | undefined;
   private readonly pending = new Set<(e: Error) => void>();
 
-  lend(owner: object, db: SearchableSessionDb): void {
+  lend(owner: object, db: SessionDb): void {
     this.lender = { owner, db };
   }
 
@@ -198,7 +201,7 @@ export class SearchableRegistry {
 
   /** Runs `fn` over this session's connection, with a deadline. */
   private run(e: Entry, owner: object, ctx: InterceptContext, fn: () => Promise<void>): Promise<void> {
-    e.db.lend(owner, new SearchableSessionDb(ctx));
+    e.db.lend(owner, new SessionDb(ctx, SEARCHABLE_STATEMENT));
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new SearchableKeyError(`the searchable key table did not answer within ${this.opts.timeoutMs} ms`)), this.opts.timeoutMs);

@@ -48,6 +48,8 @@ export interface ParseRewrite {
   arrays: ArrayFill[];
   /** The rewritten text, kept once built when the statement has no literal to encrypt (then it never changes). */
   text?: string;
+  /** Its Parse frame for the statement name last asked (the same bytes for every session: never mutated). */
+  encoded?: { name: string; frame: Buffer };
 }
 
 /** Postgres' limit on parameters per statement. */

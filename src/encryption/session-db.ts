@@ -3,6 +3,13 @@
 // replies are consumed internally (they never reach the client). Admin commands
 // sent through the proxy run here, with the client's own role and privileges —
 // no second credential is needed.
+//
+// By default on the unnamed statement and portal. The searchable key
+// maintenance passes a name of the proxy's own instead: it also runs before a
+// client's Bind, and the client may still mean to bind the unnamed statement it
+// parsed in an earlier batch. A named statement is closed first (a leftover
+// from a failed query would make the Parse fail; closing a missing statement is
+// not an error) and after.
 import type { Db } from '../catalog/db.js';
 import { BackendCode as B } from '../protocol/codes.js';
 import { decodeDataRow } from '../protocol/backend/data-row.js';
@@ -10,7 +17,7 @@ import { decodeErrorFields } from '../protocol/backend/error-response.js';
 import { decodeRowDescription } from '../protocol/backend/row-description.js';
 import { decodeCommandComplete } from '../protocol/backend/command-complete.js';
 import { encodeBind } from '../protocol/frontend/bind.js';
-import { encodeDescribe } from '../protocol/frontend/describe-close.js';
+import { encodeClose, encodeDescribe } from '../protocol/frontend/describe-close.js';
 import { encodeExecute } from '../protocol/frontend/execute.js';
 import { encodeParse } from '../protocol/frontend/parse.js';
 import { SYNC } from '../protocol/frontend/simple.js';
@@ -47,7 +54,11 @@ function arrayLiteral(a: unknown[]): string {
 }
 
 export class SessionDb implements Db {
-  constructor(private readonly ctx: InterceptContext) {}
+  /** `name`: the statement and portal to use ('' = unnamed; else reserved for the proxy). */
+  constructor(
+    private readonly ctx: InterceptContext,
+    private readonly name = '',
+  ) {}
 
   query(sql: string, params: unknown[] = []): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }> {
     return new Promise((resolve, reject) => {
@@ -55,11 +66,15 @@ export class SessionDb implements Db {
       const rows: Record<string, unknown>[] = [];
       let error: SessionDbError | undefined;
       let rowCount: number | null = null;
+      const name = this.name;
+      const close = name ? [encodeClose({ kind: 'S', name })] : [];
       const frames = Buffer.concat([
-        encodeParse({ name: '', text: sql, paramTypes: [] }),
-        encodeBind({ portal: '', statement: '', paramFormats: [], values: params.map(paramText), resultFormats: [] }),
-        encodeDescribe({ kind: 'P', name: '' }),
-        encodeExecute({ portal: '', maxRows: 0 }),
+        ...close,
+        encodeParse({ name, text: sql, paramTypes: [] }),
+        encodeBind({ portal: name, statement: name, paramFormats: [], values: params.map(paramText), resultFormats: [] }),
+        encodeDescribe({ kind: 'P', name }),
+        encodeExecute({ portal: name, maxRows: 0 }),
+        ...close,
         SYNC,
       ]);
       this.ctx.injectToServer(frames, {

@@ -253,7 +253,13 @@ export class EncryptionSession implements Interceptor {
         if (!rw) return b ? encodeParse({ ...parse, text: b.toString('utf8') }) : FORWARD;
         const out = fixed ? (rw.text ??= (b ?? text).toString('utf8')) : (b ?? text).toString('utf8');
         this.searchable.rewritten(out, rw.clientCount);
-        return encodeParse({ ...parse, text: out, paramTypes: rw.paramTypes });
+        if (!fixed) return encodeParse({ ...parse, text: out, paramTypes: rw.paramTypes });
+        // A fixed rewrite Parsed again (an unnamed statement per execution): the same frame, built once.
+        const last = rw.encoded;
+        if (last?.name === parse.name) return last.frame;
+        const frame = encodeParse({ ...parse, text: out, paramTypes: rw.paramTypes });
+        rw.encoded = { name: parse.name, frame };
+        return frame;
       };
       return spliced instanceof Promise ? spliced.then(toFrame, failed) : toFrame(spliced);
     } catch (e) {

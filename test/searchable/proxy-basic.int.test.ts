@@ -166,6 +166,32 @@ describe('comparisons, extended protocol (bind parameters)', () => {
     }
   });
 
+  it('one lookup text prepared under several names and unnamed, on two connections: each Parse gets its own name', async () => {
+    // The rewritten Parse frame is built once per statement name and reused: names must never mix.
+    const other = new pg.Client(proxy.via(db.url));
+    await other.connect();
+    try {
+      const text = 'SELECT name FROM api_token WHERE token_hash = $1';
+      for (let round = 0; round < 3; round++) {
+        for (const [c, name, h, n] of [
+          [client, 'lk1', 'hash-a', 'a'],
+          [other, 'lk2', 'hash-b', 'b'],
+          [client, undefined, 'hash-c', 'c'],
+          [other, 'lk1', 'hash-b', 'b'],
+          [client, 'lk2', 'hash-a', 'a'],
+          [other, undefined, 'hash-a', 'a'],
+        ] as const) {
+          const r = await c.query<{ name: string }>(name ? { name: `${name}`, text, values: [h] } : { text, values: [h] });
+          expect(r.rows.map((x) => x.name)).toEqual([n]);
+        }
+      }
+      const held = await other.query<{ name: string }>("SELECT name FROM pg_prepared_statements WHERE name LIKE 'lk%' ORDER BY name");
+      expect(held.rows.map((r) => r.name)).toEqual(['lk1', 'lk2']);
+    } finally {
+      await other.end();
+    }
+  });
+
   it('postgres.js (Describe of the statement) sees only its own parameters', async () => {
     const sql = postgres(proxy.via(db.url), { max: 1, onnotice: () => {} });
     try {
