@@ -136,6 +136,15 @@ function decryptField(frame: Buffer, start: number, end: number, f: FieldPlan, c
   // Text: an envelope is the whole value. JSON: it may sit anywhere inside (a path, or a JSON string).
   if (f.shape === 'text') {
     if (!hasPrefixAt(frame, start, end)) return undefined;
+    // Most reads: a cached value, found without a Buffer of the field.
+    let r: MaybePromise<Buffer> | undefined;
+    try {
+      r = codec.decryptTextAt(frame, start, end);
+    } catch (e) {
+      onFieldError(e, f, frame.subarray(start, end), kept); // throws, or keeps the ciphertext: unchanged
+      return undefined;
+    }
+    return r instanceof Promise ? r.catch((e: unknown) => onFieldError(e, f, frame.subarray(start, end), kept)) : r;
   } else {
     const p = frame.indexOf(PREFIX, start);
     if (p < 0 || p + PREFIX.length > end) return undefined;

@@ -55,36 +55,41 @@ export interface ValueCacheOptions {
  * corrupted header) must fail as it does uncached, not be answered from memory.
  *
  * An entry is one buffer, `stored at (ms, f64) | envelope length (u32) |
- * envelope | plaintext`: a hit reads one object and one run of bytes, which
- * matters when other processes have evicted the cache lines between two reads.
+ * envelope | plaintext`: a hit reads one run of bytes, which matters when
+ * other processes have evicted the cache lines between two reads.
  */
 class ValueCache {
-  private readonly map = new Map<number, Buffer>();
+  private readonly map = new Map<number, CacheEntry>();
   private readonly now: () => number;
   constructor(private readonly o: ValueCacheOptions) {
     this.now = o.now ?? Date.now;
   }
   get(value: Buffer): Buffer | undefined {
-    const slot = slotOf(value);
+    return this.getAt(value, 0, value.length);
+  }
+  /** As get() for the value src[start, end), without a Buffer of it (a DataRow field in place). */
+  getAt(src: Buffer, start: number, end: number): Buffer | undefined {
+    const slot = slotOf(src, start, end);
     const e = this.map.get(slot);
     if (e === undefined) return undefined;
-    const n = value.length;
-    if (e.readUInt32LE(8) !== n || e.compare(value, 0, n, ENTRY_HEAD, ENTRY_HEAD + n) !== 0) return undefined;
-    if (this.o.ttlMs > 0 && this.now() - e.readDoubleLE(0) > this.o.ttlMs) {
+    const n = end - start;
+    const b = e.buf;
+    if (b.readUInt32LE(8) !== n || b.compare(src, start, end, ENTRY_HEAD, ENTRY_HEAD + n) !== 0) return undefined;
+    if (this.o.ttlMs > 0 && this.now() - b.readDoubleLE(0) > this.o.ttlMs) {
       this.map.delete(slot);
       return undefined;
     }
     // No reordering on a hit (FIFO eviction): one lookup per read, not three.
-    return e.subarray(ENTRY_HEAD + n);
+    return e.pt;
   }
   set(value: Buffer, pt: Buffer): void {
     const n = value.length;
-    const e = Buffer.allocUnsafeSlow(ENTRY_HEAD + n + pt.length);
-    e.writeDoubleLE(this.now(), 0);
-    e.writeUInt32LE(n, 8);
-    value.copy(e, ENTRY_HEAD);
-    pt.copy(e, ENTRY_HEAD + n);
-    this.map.set(slotOf(value), e);
+    const buf = Buffer.allocUnsafeSlow(ENTRY_HEAD + n + pt.length);
+    buf.writeDoubleLE(this.now(), 0);
+    buf.writeUInt32LE(n, 8);
+    value.copy(buf, ENTRY_HEAD);
+    pt.copy(buf, ENTRY_HEAD + n);
+    this.map.set(slotOf(value, 0, n), { buf, pt: buf.subarray(ENTRY_HEAD + n) });
     if (this.map.size > this.o.size) this.map.delete(this.map.keys().next().value!);
   }
   clear(): void {
@@ -94,15 +99,21 @@ class ValueCache {
 
 const ENTRY_HEAD = 12;
 
+/** `buf` as described on ValueCache; `pt` its plaintext part, made once (a hit allocates nothing). */
+interface CacheEntry {
+  buf: Buffer;
+  pt: Buffer;
+}
+
 /**
  * A 30-bit number (a V8 small integer: no allocation, cheap to hash) from 8
  * characters of the token's MAC text, just before its final group that may hold
  * padding. A MAC is random-looking, so values spread evenly.
  */
-function slotOf(v: Buffer): number {
-  const end = v.length - 4;
+function slotOf(v: Buffer, valueStart: number, valueEnd: number): number {
+  const end = valueEnd - 4;
   let h = 0;
-  for (let i = Math.max(0, end - 8); i < end; i++) h = (Math.imul(h, 31) + v[i]!) | 0;
+  for (let i = Math.max(valueStart, end - 8); i < end; i++) h = (Math.imul(h, 31) + v[i]!) | 0;
   return h & 0x3fffffff;
 }
 
@@ -158,6 +169,19 @@ export class ValueCodec {
   encryptSearchable(value: Buffer, key: SearchableColumnKey): Buffer {
     if (Keyring.isEncrypted(value) && key.group.wrappingOf(value)) return value;
     return key.encrypt(value);
+  }
+
+  /**
+   * decryptText of the text field frame[start, end) that starts with the
+   * envelope prefix; undefined when it stays as it is. A cached value is found
+   * in place: no Buffer of the field is made unless it must be decrypted.
+   */
+  decryptTextAt(frame: Buffer, start: number, end: number): MaybePromise<Buffer> | undefined {
+    const hit = this.cache?.getAt(frame, start, end);
+    if (hit) return hit;
+    const value = frame.subarray(start, end);
+    const r = this.decryptText(value);
+    return r === value ? undefined : r;
   }
 
   decryptText(value: Buffer): MaybePromise<Buffer> {

@@ -118,11 +118,12 @@ describe('decryptDataRow', () => {
   });
 
   it('values that need a remote KEK call: a Promise of the same frame, failures as RowDecryptError', async () => {
+    // Text values go through decryptText (also from decryptTextAt, the in-place path rows use).
     class SlowCodec extends ValueCodec {
-      override decrypt(value: Buffer, p: ColumnPolicy, s: 'text' | 'json' | 'jsonb', bin: boolean): Promise<Buffer> {
+      override decryptText(value: Buffer): Promise<Buffer> {
         return new Promise((res, rej) => setImmediate(() => {
           try {
-            res(super.decrypt(value, p, s, bin) as Buffer);
+            res(super.decryptText(value) as Buffer);
           } catch (e) {
             rej(e);
           }

@@ -89,6 +89,31 @@ describe('ValueCodec decrypted-value cache', () => {
     expect(() => codec.decrypt(bad, policy, 'text', false)).toThrow(CMEKDecryptionError);
   });
 
+  it('decryptTextAt: a field inside a larger frame is found in place, and only a byte-identical field is a hit', async () => {
+    const codec = new ValueCodec(keyring, { size: 100, ttlMs: 0 });
+    const env = Buffer.from(await keyring.encrypt('tok_in_frame'));
+    const other = Buffer.from(await keyring.encrypt('tok_other'));
+    // Bytes around the field (as a DataRow has) must play no part in the lookup.
+    const frame = (v: Buffer, pad: number) => Buffer.concat([Buffer.alloc(pad, 0x41), v, Buffer.alloc(7, 0x7a)]);
+    const spy = vi.spyOn(keyring, 'tryDecryptSync');
+    for (const pad of [0, 3, 17, 3]) {
+      const f = frame(env, pad);
+      expect((codec.decryptTextAt(f, pad, pad + env.length) as Buffer).toString()).toBe('tok_in_frame');
+    }
+    expect(spy).toHaveBeenCalledTimes(1);
+    const f2 = frame(other, 5);
+    expect((codec.decryptTextAt(f2, 5, 5 + other.length) as Buffer).toString()).toBe('tok_other');
+    // One byte shorter or longer than the cached field: not the cached value (its MAC fails).
+    expect(() => codec.decryptTextAt(frame(env, 4), 4, 4 + env.length - 1)).toThrow(CMEKDecryptionError);
+    const tampered = frame(env, 2);
+    tampered[2 + 20] ^= 1; // inside the header
+    expect(() => codec.decryptTextAt(tampered, 2, 2 + env.length)).toThrow(CMEKDecryptionError);
+    // Legacy plaintext: unchanged (undefined), never a cache answer.
+    const plain = frame(Buffer.from('not an envelope'), 1);
+    expect(codec.decryptTextAt(plain, 1, 16)).toBeUndefined();
+    spy.mockRestore();
+  });
+
   it('a document that is not JSON for json_paths, or an unknown jsonb binary version: ValueFormatError without the value', () => {
     const codec = new ValueCodec(keyring);
     const paths = { ...policy, jsonPaths: [['smtp', 'password']] };
