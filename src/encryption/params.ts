@@ -191,7 +191,7 @@ function fillCandidates(values: (Buffer | null)[], client: readonly (Buffer | nu
       for (const t of f.targets) values[t - 1] = null;
       continue;
     }
-    const cands = c.key(f.column).slots(pt);
+    const cands = c.key(f.column).slots(pt, f.targets.length);
     f.targets.forEach((t, i) => (values[t - 1] = cands[i]!));
   }
   for (const f of rw.arrays) {

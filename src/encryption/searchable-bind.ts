@@ -72,7 +72,7 @@ export function fillSearchableBind(
       for (const t of f.targets) vals[t - 1] = null;
       continue;
     }
-    const c = key(f.column).slots(pt);
+    const c = key(f.column).slots(pt, f.targets.length);
     for (let k = 0; k < f.targets.length; k++) vals[f.targets[k]! - 1] = c[k]!;
   }
   let size = names + 4 + (end - tail);

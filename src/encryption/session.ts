@@ -245,7 +245,7 @@ export class EncryptionSession implements Interceptor {
     this.readsMapped.add(parse.name);
     const failed = (e: unknown): Verdict => this.refuse(ctx, e instanceof RewriteError ? rewriteRefusal(e, plan) : writeFailure(e));
     try {
-      const rw = this.searchable.parseRewrite(text, plan, parse.paramTypes);
+      const rw = this.searchable.parseRewrite(text, plan, parse.paramTypes, parse.name);
       if (plan.params.size > 0 || rw) this.stmtParams.set(parse.name, { writes: plan.params, ...(rw && { rewrite: rw }) });
       const fixed = rw && plan.literals.length === 0;
       const spliced = fixed && rw.text !== undefined ? undefined : this.spliceLiterals(text, plan, rw?.edits ?? []);

@@ -49,10 +49,13 @@ export class SearchableColumnKey {
    * `col IN ($a, $b, $c)`. A fixed arity keeps Postgres' generic plan (an
    * array parameter `= ANY($k::text[])` is re-planned at every execution and
    * costs about 40% of the lookup rate; docs/SEARCHABLE.md "Performance").
+   * `n`: the arity of the statement at hand (an unnamed statement gets as many
+   * slots as the key has wrappings when it is parsed: it is planned per
+   * execution anyway, and fewer candidates cost Postgres less).
    * Throws SearchableKeyError (55000) when the key has more wrappings than slots.
    */
-  slots(pt: Buffer): Buffer[] {
-    if (this.keepsPlain(pt)) return new Array<Buffer>(this.slotCount).fill(pt);
-    return this.group.candidates(pt, this.slotCount);
+  slots(pt: Buffer, n = this.slotCount): Buffer[] {
+    if (this.keepsPlain(pt)) return new Array<Buffer>(n).fill(pt);
+    return this.group.candidates(pt, n);
   }
 }

@@ -57,6 +57,11 @@ export class GroupKey {
 
   private readonly tokens: TokenCache;
 
+  /** How many stored forms a value has now (one per KEK wrapping the DEK): the candidates a comparison needs. */
+  get wrappingCount(): number {
+    return this.wraps.length;
+  }
+
   constructor(
     readonly name: string,
     readonly key: DeterministicKey,
@@ -156,7 +161,8 @@ export class GroupKey {
     if (n === 0) throw new SearchableKeyError(`searchable key ${this.name} has no wrapping`);
     if (slots > 0 && n > slots) {
       throw new SearchableKeyError(
-        `searchable key ${this.name} has ${n} KEK wrappings but comparisons hold ${slots} candidates: ` +
+        `searchable key ${this.name} has ${n} KEK wrappings but this statement's comparisons hold ${slots} candidates: ` +
+          'an unnamed statement parsed before the key gained a wrapping must be parsed again; for prepared statements, ' +
           'retire the wrapping of a KEK no value uses any more (docs/SEARCHABLE.md, "Retiring an old KEK") or raise the candidate slots',
       );
     }

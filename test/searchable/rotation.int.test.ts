@@ -244,7 +244,7 @@ describe('rewrapSearchable edge cases', () => {
     })();
     expect(err).toBeInstanceOf(SearchableKeyError);
     expect((err as SearchableKeyError).sqlstate).toBe('55000');
-    expect((err as Error).message).toMatch(new RegExp(`has ${n} KEK wrappings but comparisons hold 2 candidates`));
+    expect((err as Error).message).toMatch(new RegExp(`has ${n} KEK wrappings but this statement's comparisons hold 2 candidates`));
   });
 });
 

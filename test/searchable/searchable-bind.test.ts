@@ -40,11 +40,11 @@ function columnKey(wraps: number, cache = 0): SearchableColumnKey {
   return new SearchableColumnKey({ schema: 'public', table: 'api_token', column: 'token_hash', encryptEmpty: false }, g, 3);
 }
 
-function rewrite(sql: string, types: number[] = []): { rw: ParseRewrite; writes: ReadonlyMap<number, unknown> } {
+function rewrite(sql: string, types: number[] = [], slots = 3): { rw: ParseRewrite; writes: ReadonlyMap<number, unknown> } {
   const bytes = Buffer.from(sql, 'utf8');
   const plan = analyzer.analyze(bytes);
   if (plan.kind !== 'plan') throw new Error('expected a plan');
-  return { rw: planParse(bytes, plan, statementShape(sql, plan.predicates), types, 3, keyNameOfTarget), writes: plan.params };
+  return { rw: planParse(bytes, plan, statementShape(sql, plan.predicates), types, slots, keyNameOfTarget), writes: plan.params };
 }
 
 /** What the decode/encode path sends: the client's values, each fill's candidates in its targets, no format codes. */
@@ -53,7 +53,7 @@ function reference(frame: Buffer, rw: ParseRewrite, key: SearchableColumnKey): B
   const values: (Buffer | null)[] = [...b.values, ...new Array<Buffer | null>(rw.total - rw.clientCount).fill(null)];
   for (const f of rw.scalars) {
     const pt = f.src !== undefined ? b.values[f.src - 1]! : f.value!;
-    const c = pt === null ? f.targets.map(() => null) : key.slots(pt);
+    const c = pt === null ? f.targets.map(() => null) : key.slots(pt, f.targets.length);
     f.targets.forEach((t, i) => (values[t - 1] = c[i]!));
   }
   return encodeBind({ ...b, paramFormats: [], values });
@@ -104,6 +104,26 @@ describe('fillSearchableBind', () => {
     }
   });
 
+  it('an unnamed statement rewritten for the wrappings of the moment (1 slot): the candidate in the client parameter; a wrapping more is 55000 on both paths, never a lookup that misses', () => {
+    const one = columnKey(1);
+    const { rw, writes } = rewrite('SELECT id FROM api_token WHERE token_hash = $1', [], 1);
+    expect(rw.total).toBe(1); // `col = $1` kept: no parameter added
+    const frame = bind({ values: [Buffer.from('1000000000000000123')] });
+    const out = fillSearchableBind(frame, rw, writes, () => one)!;
+    expect(decodeBind(out).values).toEqual(one.candidates(Buffer.from('1000000000000000123')));
+    // The key gained a KEK wrapping since that Parse (a rotation began): refused, never one form of two.
+    const two = columnKey(2);
+    expect(() => fillSearchableBind(frame, rw, writes, () => two)).toThrow(/has 2 KEK wrappings but this statement's comparisons hold 1 candidates/);
+    const b = LocalKekBackend.fromKeys([randomBytes(32)]);
+    const codec = new ValueCodec(new Keyring({ primary: b, readable: [], dek: { maxAgeSeconds: 300, maxUses: 1000, cacheSize: 10, cacheTtlSeconds: 0 } }));
+    expect(() => encryptBind(bind({ paramFormats: [1], values: [Buffer.from('v')] }), { writes: new Map(), rewrite: rw }, { shapeOf: () => 'text', codec, key: () => two }, '')).toThrow(
+      /comparisons hold 1 candidates/,
+    );
+    // Two wrappings at Parse: two slots, both forms bound.
+    const rw2 = rewrite('SELECT id FROM api_token WHERE token_hash = $1', [], 2);
+    expect(decodeBind(fillSearchableBind(frame, rw2.rw, rw2.writes, () => two)!).values).toEqual(two.candidates(Buffer.from('1000000000000000123')));
+  });
+
   it('the token cache changes nothing in the frame', () => {
     const cached = columnKey(1, 16);
     const { rw, writes } = rewrite('SELECT id FROM api_token WHERE token_hash = $1');
@@ -137,9 +157,13 @@ describe('fillSearchableBind', () => {
   });
 
   it('a key that cannot serve the comparison throws, as the general path does', () => {
-    const { rw, writes } = rewrite('SELECT id FROM api_token WHERE token_hash = $1');
+    // The statement's arity decides (not the key's configured slot count): 2 wrappings do not fit 1 slot, but fit 3.
     const narrow = columnKey(2);
     const one = new SearchableColumnKey(narrow.column, narrow.group, 1);
-    expect(() => fillSearchableBind(bind({ values: [Buffer.from('v')] }), rw, writes, () => one)).toThrow(expect.objectContaining({ sqlstate: '55000' }));
+    const tight = rewrite('SELECT id FROM api_token WHERE token_hash = $1', [], 1);
+    expect(() => fillSearchableBind(bind({ values: [Buffer.from('v')] }), tight.rw, tight.writes, () => one)).toThrow(expect.objectContaining({ sqlstate: '55000' }));
+    const { rw, writes } = rewrite('SELECT id FROM api_token WHERE token_hash = $1');
+    const out = fillSearchableBind(bind({ values: [Buffer.from('v')] }), rw, writes, () => one)!;
+    expect(decodeBind(out).values.slice(0, 2)).toEqual(narrow.candidates(Buffer.from('v')));
   });
 });
