@@ -139,7 +139,7 @@ function decryptField(frame: Buffer, start: number, end: number, f: FieldPlan, c
     // Most reads: a cached value, found without a Buffer of the field.
     let r: MaybePromise<Buffer> | undefined;
     try {
-      r = codec.decryptTextAt(frame, start, end);
+      r = codec.decryptTextAt(frame, start, end, f.policy);
     } catch (e) {
       onFieldError(e, f, frame.subarray(start, end), kept); // throws, or keeps the ciphertext: unchanged
       return undefined;

@@ -175,8 +175,9 @@ export class ValueCodec {
    * decryptText of the text field frame[start, end) that starts with the
    * envelope prefix; undefined when it stays as it is. A cached value is found
    * in place: no Buffer of the field is made unless it must be decrypted.
+   * `_policy` names the column (CountingCodec counts by it).
    */
-  decryptTextAt(frame: Buffer, start: number, end: number): MaybePromise<Buffer> | undefined {
+  decryptTextAt(frame: Buffer, start: number, end: number, _policy: ColumnPolicy): MaybePromise<Buffer> | undefined {
     const hit = this.cache?.getAt(frame, start, end);
     if (hit) return hit;
     const value = frame.subarray(start, end);

@@ -1,7 +1,7 @@
 // The value codec the proxy uses when it runs as a service: the plain one, plus
 // per-column counts of values encrypted and decrypted and of failures by reason.
 // Every value of a configured column goes through encrypt/encryptSearchable/
-// decrypt here, so this is the one place that sees them all (Bind, literals,
+// decrypt/decryptTextAt here, so this is the one place that sees them all (Bind, literals,
 // COPY, DataRow, COPY TO); the cost is one WeakMap lookup next to an AES+HMAC.
 // A searchable column's lookup candidates are not writes and are not counted.
 import type { ColumnPolicy } from '../config/types.js';
@@ -100,6 +100,30 @@ export class CountingCodec extends ValueCodec {
     }
     // The same Buffer back: legacy plaintext, passed through.
     if (r !== value) counts.decrypted++;
+    return r;
+  }
+
+  /** A text field of a DataRow, decrypted in place (undefined: legacy plaintext, not a decryption). */
+  override decryptTextAt(frame: Buffer, start: number, end: number, policy: ColumnPolicy): MaybePromise<Buffer> | undefined {
+    const counts = this.stats.column(policy);
+    const failed = (e: unknown): never => {
+      bump(this.stats.decryptFailures, failureReason(e));
+      throw e;
+    };
+    let r: MaybePromise<Buffer> | undefined;
+    try {
+      r = super.decryptTextAt(frame, start, end, policy);
+    } catch (e) {
+      return failed(e);
+    }
+    if (r === undefined) return undefined;
+    if (r instanceof Promise) {
+      return r.then((b) => {
+        counts.decrypted++;
+        return b;
+      }, failed);
+    }
+    counts.decrypted++;
     return r;
   }
 }

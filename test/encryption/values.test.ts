@@ -98,19 +98,19 @@ describe('ValueCodec decrypted-value cache', () => {
     const spy = vi.spyOn(keyring, 'tryDecryptSync');
     for (const pad of [0, 3, 17, 3]) {
       const f = frame(env, pad);
-      expect((codec.decryptTextAt(f, pad, pad + env.length) as Buffer).toString()).toBe('tok_in_frame');
+      expect((codec.decryptTextAt(f, pad, pad + env.length, policy) as Buffer).toString()).toBe('tok_in_frame');
     }
     expect(spy).toHaveBeenCalledTimes(1);
     const f2 = frame(other, 5);
-    expect((codec.decryptTextAt(f2, 5, 5 + other.length) as Buffer).toString()).toBe('tok_other');
+    expect((codec.decryptTextAt(f2, 5, 5 + other.length, policy) as Buffer).toString()).toBe('tok_other');
     // One byte shorter or longer than the cached field: not the cached value (its MAC fails).
-    expect(() => codec.decryptTextAt(frame(env, 4), 4, 4 + env.length - 1)).toThrow(CMEKDecryptionError);
+    expect(() => codec.decryptTextAt(frame(env, 4), 4, 4 + env.length - 1, policy)).toThrow(CMEKDecryptionError);
     const tampered = frame(env, 2);
     tampered[2 + 20] ^= 1; // inside the header
-    expect(() => codec.decryptTextAt(tampered, 2, 2 + env.length)).toThrow(CMEKDecryptionError);
+    expect(() => codec.decryptTextAt(tampered, 2, 2 + env.length, policy)).toThrow(CMEKDecryptionError);
     // Legacy plaintext: unchanged (undefined), never a cache answer.
     const plain = frame(Buffer.from('not an envelope'), 1);
-    expect(codec.decryptTextAt(plain, 1, 16)).toBeUndefined();
+    expect(codec.decryptTextAt(plain, 1, 16, policy)).toBeUndefined();
     spy.mockRestore();
   });
 
