@@ -4,7 +4,7 @@
 // For a statement rewritten at Parse (searchable-rewrite.ts), also fill the
 // parameters the proxy added with the candidates of the compared values, and
 // expand compared arrays. Other parameters keep their bytes.
-import { decodeBind, encodeBind, formatAt } from '../protocol/frontend/bind.js';
+import { decodeBind, encodeBind, formatAt, locateBindValues } from '../protocol/frontend/bind.js';
 import type { SearchableColumnKey } from '../searchable/column-key.js';
 import type { ColumnTarget, ParamSite } from '../sql/types.js';
 import { fillSearchableBind } from './searchable-bind.js';
@@ -46,7 +46,7 @@ export function encryptBind(frame: Buffer, plan: BindPlan, c: BindContext, state
     const fast = fillSearchableBind(frame, plan.rewrite, plan.writes, (t) => c.key(t));
     return fast ?? rewriteBind(frame, plan, plan.rewrite, c, statement);
   }
-  const at = locateValues(frame);
+  const at = locateBindValues(frame);
   // Not a well-formed Bind: the full decoder says what is wrong with it.
   if (at === undefined) return rewriteBind(frame, plan, undefined, c, statement);
   // The common case, only written values encrypted: the other bytes of the frame are copied as they are.
@@ -75,38 +75,6 @@ export function encryptBind(frame: Buffer, plan: BindPlan, c: BindContext, state
   if (!pending) return spliceValues(frame, edits as ValueEdit[]);
   const all = edits;
   return Promise.all(all.map((e) => e.value)).then((vals) => spliceValues(frame, all.map((e, k) => ({ from: e.from, to: e.to, value: vals[k]! }))));
-}
-
-/**
- * Where a Bind's parameter format codes and values start, or undefined when
- * the frame is not well-formed (then decodeBind reports why). Every length is
- * checked against the frame, up to the result formats ending exactly at its end.
- */
-function locateValues(frame: Buffer): { formats: number; formatCount: number; values: number; count: number } | undefined {
-  const end = frame.length;
-  if (end < 5 || frame.readInt32BE(1) !== end - 1) return undefined;
-  let p = frame.indexOf(0, 5); // portal name
-  if (p < 0) return undefined;
-  p = frame.indexOf(0, p + 1); // statement name
-  if (p < 0 || p + 3 > end) return undefined;
-  const formatCount = frame.readInt16BE(p + 1);
-  const formats = p + 3;
-  p = formats + 2 * formatCount;
-  if (formatCount < 0 || p + 2 > end) return undefined;
-  const count = frame.readInt16BE(p);
-  const values = p + 2;
-  p = values;
-  if (count < 0) return undefined;
-  for (let i = 0; i < count; i++) {
-    if (p + 4 > end) return undefined;
-    const len = frame.readInt32BE(p);
-    if (len < -1) return undefined;
-    p += 4 + Math.max(len, 0);
-  }
-  if (p + 2 > end) return undefined;
-  const results = frame.readInt16BE(p);
-  if (results < 0 || p + 2 + 2 * results !== end) return undefined;
-  return { formats, formatCount, values, count };
 }
 
 /** The decode/encode path: statements rewritten for searchable comparisons (parameters added). */

@@ -7,6 +7,7 @@
 // crypto. Byte for byte the frame the general path builds
 // (test/searchable/searchable-bind.test.ts compares them); frames this path does
 // not take (undefined) go to the general path, which also reports what is wrong.
+import { locateBindValues } from '../protocol/frontend/bind.js';
 import type { SearchableColumnKey } from '../searchable/column-key.js';
 import type { ColumnTarget } from '../sql/types.js';
 import type { ParseRewrite } from './searchable-rewrite.js';
@@ -28,36 +29,22 @@ export function fillSearchableBind(
   key: (t: ColumnTarget) => SearchableColumnKey,
 ): Buffer | undefined {
   if (writes.size > 0 || rw.arrays.length > 0 || rw.total > MAX_BIND_PARAMS) return undefined;
-  const end = frame.length;
-  if (end < 5 || frame.readInt32BE(1) !== end - 1) return undefined;
-  let p = frame.indexOf(0, 5); // portal name
-  if (p < 0) return undefined;
-  p = frame.indexOf(0, p + 1); // statement name
-  if (p < 0 || p + 3 > end) return undefined;
-  const names = p + 1;
-  const nf = frame.readInt16BE(names);
-  let q = names + 2;
-  if (nf < 0 || q + 2 * nf + 2 > end) return undefined;
+  const at = locateBindValues(frame);
+  if (at === undefined || at.count !== rw.clientCount) return undefined;
   // Text parameters only (every format code 0): then the added ones are text too, and no code is sent.
-  for (let i = 0; i < nf; i++) if (frame.readInt16BE(q + 2 * i) !== 0) return undefined;
-  q += 2 * nf;
-  const count = frame.readInt16BE(q);
-  q += 2;
-  if (count !== rw.clientCount) return undefined;
+  for (let i = 0; i < at.formatCount; i++) if (frame.readInt16BE(at.formats + 2 * i) !== 0) return undefined;
+  const end = frame.length;
+  const names = at.formats - 2; // the format count follows the portal and statement names
+  const count = at.count;
+  const tail = at.results;
   const starts = new Array<number>(count);
   const lens = new Array<number>(count);
-  for (let i = 0; i < count; i++) {
-    if (q + 4 > end) return undefined;
+  for (let i = 0, q = at.values; i < count; i++) {
     const len = frame.readInt32BE(q);
-    if (len < -1) return undefined;
     starts[i] = q + 4;
     lens[i] = len;
     q += 4 + Math.max(len, 0);
   }
-  if (q + 2 > end) return undefined;
-  const nr = frame.readInt16BE(q);
-  if (nr < 0 || q + 2 + 2 * nr !== end) return undefined;
-  const tail = q;
 
   // Every parameter's new value: undefined = the client's bytes as they are.
   const vals = new Array<Buffer | null | undefined>(rw.total);

@@ -78,3 +78,48 @@ export function formatAt(formats: readonly number[], i: number): number {
   if (formats.length === 1) return formats[0]!;
   return formats[i] ?? 0;
 }
+
+/** Byte offsets in a well-formed Bind frame (see locateBindValues). */
+export interface BindLayout {
+  /** The first parameter format code, and how many there are. */
+  formats: number;
+  formatCount: number;
+  /** The first parameter value's length word, and how many values there are. */
+  values: number;
+  count: number;
+  /** The result format count (everything from here to the end is result formats). */
+  results: number;
+}
+
+/**
+ * Where a Bind's parameter format codes and values start, or undefined when
+ * the frame is not well-formed (then decodeBind reports why). Every length is
+ * checked against the frame, up to the result formats ending exactly at its end.
+ * For rewriting a Bind in place without decoding it (src/encryption).
+ */
+export function locateBindValues(frame: Buffer): BindLayout | undefined {
+  const end = frame.length;
+  if (end < 5 || frame.readInt32BE(1) !== end - 1) return undefined;
+  let p = frame.indexOf(0, 5); // portal name
+  if (p < 0) return undefined;
+  p = frame.indexOf(0, p + 1); // statement name
+  if (p < 0 || p + 3 > end) return undefined;
+  const formatCount = frame.readInt16BE(p + 1);
+  const formats = p + 3;
+  p = formats + 2 * formatCount;
+  if (formatCount < 0 || p + 2 > end) return undefined;
+  const count = frame.readInt16BE(p);
+  const values = p + 2;
+  p = values;
+  if (count < 0) return undefined;
+  for (let i = 0; i < count; i++) {
+    if (p + 4 > end) return undefined;
+    const len = frame.readInt32BE(p);
+    if (len < -1) return undefined;
+    p += 4 + Math.max(len, 0);
+  }
+  if (p + 2 > end) return undefined;
+  const results = frame.readInt16BE(p);
+  if (results < 0 || p + 2 + 2 * results !== end) return undefined;
+  return { formats, formatCount, values, count, results: p };
+}
