@@ -18,6 +18,7 @@
 // buffer a large result).
 import type { Socket } from 'node:net';
 import { ProtocolError } from '../protocol/errors.js';
+import { reuseReaderOf, type ReuseReader } from './reuse-reader.js';
 
 export const PASS = 0;
 export const NOTE = 1;
@@ -73,6 +74,9 @@ export class Pump {
   private pausedForDst = false;
   private outQueue: Out[] | null = null;
   private stopped = false;
+  /** Set while handling a chunk of a reused read buffer when a reference to its bytes outlives the call. */
+  private keeps = false;
+  private reader: ReuseReader | undefined;
   private readonly maxFrame: number;
   private readonly highWater: number;
 
@@ -88,7 +92,9 @@ export class Pump {
 
   /** Starts reading `src`; `initial` is data already read from it. */
   start(initial?: Buffer): void {
-    this.src.on('data', this.onData);
+    this.reader = reuseReaderOf(this.src);
+    if (this.reader) this.reader.listen(this.onBorrowed);
+    else this.src.on('data', this.onData);
     this.dst.on('drain', this.onDrain);
     if (initial && initial.length > 0) this.onData(initial);
     if (!this.pausedForBacklog && !this.pausedForDst) this.src.resume();
@@ -96,7 +102,8 @@ export class Pump {
 
   stop(): void {
     this.stopped = true;
-    this.src.removeListener('data', this.onData);
+    if (this.reader) this.reader.listen(null);
+    else this.src.removeListener('data', this.onData);
     this.dst.removeListener('drain', this.onDrain);
     this.backlog = [];
     this.outQueue = null;
@@ -126,8 +133,17 @@ export class Pump {
     (this.outQueue ??= []).push({ buf, before });
   }
 
+  /** A chunk of a reused read buffer: returns whether anything still refers to its bytes. */
+  private readonly onBorrowed = (chunk: Buffer): boolean => {
+    this.keeps = false;
+    this.onData(chunk);
+    // A write the kernel did not take whole is queued by reference.
+    return this.keeps || this.blocked || this.dst.writableLength > 0;
+  };
+
   private readonly onData = (chunk: Buffer): void => {
     if (this.blocked) {
+      this.keeps = true;
       this.backlog.push(chunk);
       this.backlogBytes += chunk.length;
       if (this.backlogBytes > this.highWater && !this.pausedForBacklog) {
@@ -309,6 +325,7 @@ export class Pump {
   private decideInChunk(frame: Buffer, start: number, frameEnd: number): boolean {
     // Hooks that emit write before this frame: the run ends where it starts.
     this.pos = start;
+    this.keeps = true; // the hook may keep the view (the session state keeps RowDescriptions)
     const v = this.hooks.frame(this.hdrCode, frame);
     if (v === undefined) {
       this.pos = frameEnd; // forwarded as part of the run, no copy

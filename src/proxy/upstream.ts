@@ -9,6 +9,7 @@ import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import type { UpstreamTlsMode } from '../config/types.js';
 import { SSL_REQUEST } from '../protocol/frontend/startup.js';
+import { connectReusing } from './reuse-reader.js';
 
 export interface UpstreamTarget {
   host: string;
@@ -42,7 +43,8 @@ export class UpstreamError extends Error {
 
 function tcpConnect(t: UpstreamTarget): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = netConnect({ host: t.host, port: t.port, noDelay: true });
+    // Without TLS the pump reads straight from a reused buffer; TLS has buffers of its own.
+    const s = t.tls === 'disable' ? connectReusing({ host: t.host, port: t.port, noDelay: true }) : netConnect({ host: t.host, port: t.port, noDelay: true });
     const timer = setTimeout(() => {
       s.destroy();
       reject(new UpstreamError(`could not connect to server ${t.host}:${t.port}: timeout`, '08001'));

@@ -13,6 +13,7 @@ import { createTestDatabase, type TestDb } from '../helpers/db.js';
 import { startProxy, type ProxyServer } from '../../src/proxy/server.js';
 import { createLogger } from '../../src/log.js';
 import { connect } from 'node:net';
+import { createHash } from 'node:crypto';
 import { ensureRole, proxyConfig, proxyUrl } from './helpers.js';
 import { RawClient } from './raw-client.js';
 
@@ -128,6 +129,30 @@ describe('proxy: backpressure (child process)', () => {
     expect(read).toBeGreaterThan(5_000_000);
     expect(read).toBeLessThan(200_000_000);
     expect(grown).toBeLessThan(96 * 1024 * 1024);
+  });
+
+  it('every byte of a large result survives a reader that stalls (the server read buffer is reused)', async () => {
+    const c = await RawClient.connect(child!.port, { database: db.name });
+    c.socket.pause();
+    // Distinct rows: a reused buffer overwritten while a write still pointed into it would show.
+    c.send(serialize.query('SELECT g, md5(g::text) || repeat(chr(65 + g % 26), 1000 + g % 997) FROM generate_series(1, 20000) g'));
+    await new Promise((r) => setTimeout(r, 400)); // the proxy's writes to us back up meanwhile
+    c.socket.resume();
+    let rows = 0;
+    for (;;) {
+      const m = await c.next();
+      if (m.code === 'D') {
+        rows++;
+        const n1 = m.body.readInt32BE(2); // int16 field count, then int32 length + bytes per field
+        const g = Number(m.body.toString('latin1', 6, 6 + n1));
+        const v = m.body.toString('latin1', 10 + n1);
+        const want = createHash('md5').update(String(g)).digest('hex') + String.fromCharCode(65 + (g % 26)).repeat(1000 + (g % 997));
+        if (g !== rows || v !== want) throw new Error(`row ${rows} arrived damaged (g=${g})`);
+      }
+      if (m.code === 'Z') break;
+    }
+    expect(rows).toBe(20000);
+    c.socket.destroy();
   });
 });
 
