@@ -48,6 +48,12 @@ export class Pump {
   table: Uint8Array = new Uint8Array(256);
   /** Overrides `table` when set (the session uses it while internal replies are pending). */
   classify: ((code: number) => number) | null = null;
+  /**
+   * Hooks keep frames of this direction (a session with state): a chunk read
+   * into a reused buffer is copied to a buffer of its own size first, instead
+   * of costing a new 64 KiB read buffer that a kept view would pin.
+   */
+  copyReads = false;
 
   // Header being read (it may arrive split across chunks).
   private hdrN = 0;
@@ -135,6 +141,10 @@ export class Pump {
 
   /** A chunk of a reused read buffer: returns whether anything still refers to its bytes. */
   private readonly onBorrowed = (chunk: Buffer): boolean => {
+    if (this.copyReads) {
+      this.onData(Buffer.from(chunk));
+      return false;
+    }
     this.keeps = false;
     this.onData(chunk);
     // A write the kernel did not take whole is queued by reference.

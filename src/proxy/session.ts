@@ -214,6 +214,8 @@ export class Session {
         t[c] = WHOLE;
       }
     }
+    // Frames are handed out and kept from here on: see Pump.copyReads.
+    s2c.copyReads = t.includes(WHOLE) || s2c.classify !== null;
   }
 
   // ---- client → server ---------------------------------------------------

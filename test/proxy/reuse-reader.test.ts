@@ -143,3 +143,16 @@ describe('Pump over a reused read buffer', () => {
 });
 
 void PASS;
+
+describe('Pump.copyReads', () => {
+  it('copies each chunk out of the reused buffer, so kept frames never pin it', () => {
+    const { pump, read, kept, copies, buffers, dst } = setup({ T: WHOLE, C: WHOLE });
+    pump.copyReads = true;
+    pump.start();
+    for (let i = 0; i < 10; i++) read(STREAM);
+    expect(buffers.size).toBe(1);
+    expect(dst.bytes).toEqual(Buffer.concat(Array.from({ length: 10 }, () => STREAM)));
+    kept.forEach((k, i) => expect(k).toEqual(copies[i]));
+    expect(kept.length).toBe(20);
+  });
+});
