@@ -8,7 +8,7 @@
 // handling it (a frame handed to a hook, a backlog behind a pending Promise, a
 // write the kernel did not take at once); the next read then goes into a new
 // buffer and the old one is left to whoever holds it.
-import { connect, type Socket } from 'node:net';
+import { connect, Socket } from 'node:net';
 
 const SIZE = 64 * 1024;
 
@@ -67,4 +67,42 @@ export function attachReuseReader(s: Socket, r: ReuseReader): Socket {
 export function connectReusing(opts: { host: string; port: number; noDelay?: boolean }): Socket {
   const r = new ReuseReader();
   return attachReuseReader(connect({ ...opts, onread: r.onread }), r);
+}
+
+/** What Node keeps on a net.Socket and its TCP handle that adoption must touch. */
+interface HandleOwner {
+  _handle: { reading?: boolean; readStop?: () => number } | null;
+}
+
+/**
+ * Moves an accepted plain TCP connection onto a new Socket that reads into a
+ * reused buffer: net.Server has no `onread` option, but a Socket built on the
+ * accepted handle takes one. `raw` keeps no handle afterwards and is destroyed
+ * when the new socket closes, so the server's connection count stays right.
+ * Returns undefined (keep using `raw`) when `raw` is not a plain, open,
+ * idle-writing net.Socket. Bytes `raw` had read but not yet delivered are
+ * returned in `buffered`, in order.
+ */
+export function adoptReusing(raw: Socket): { socket: Socket; buffered: Buffer[] } | undefined {
+  const owner = raw as unknown as HandleOwner;
+  const handle = owner._handle;
+  if (raw.constructor !== Socket || !handle || typeof handle.readStop !== 'function') return undefined;
+  if (raw.destroyed || raw.readableEnded || raw.writableLength > 0 || raw.connecting) return undefined;
+  // The handle must not be reading when the new socket starts it.
+  if (handle.reading) {
+    handle.reading = false;
+    if (handle.readStop() !== 0) return undefined;
+  }
+  const buffered: Buffer[] = [];
+  for (let b = raw.read() as Buffer | null; b !== null; b = raw.read() as Buffer | null) buffered.push(b);
+  owner._handle = null;
+  const r = new ReuseReader();
+  // `handle` is an undocumented constructor option (net.Server passes accepted handles this way).
+  const opts = { handle, onread: r.onread, readable: true, writable: true };
+  const socket = new Socket(opts as ConstructorParameters<typeof Socket>[0]);
+  attachReuseReader(socket, r);
+  socket.once('close', () => raw.destroy());
+  // An end of stream `raw` had already read (half-close right after start-up) ends the session.
+  raw.once('end', () => socket.destroy());
+  return { socket, buffered };
 }

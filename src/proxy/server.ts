@@ -10,7 +10,8 @@ import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/frame.js';
 import { adminShutdown } from '../protocol/backend/error-response.js';
-import { readClientHello, ClientHelloError } from './client-hello.js';
+import { readClientHello, ClientHelloError, type ClientHello } from './client-hello.js';
+import { adoptReusing } from './reuse-reader.js';
 import { upstreamTarget, type UpstreamTarget } from './upstream.js';
 import { Session } from './session.js';
 import { CancelRegistry, sendCancel, workerOfPid } from './cancel.js';
@@ -63,6 +64,23 @@ export interface ProxyTraffic {
   bytesOut: number;
 }
 
+/**
+ * A plain client connection moves onto a socket that reads into a reused
+ * buffer (reuse-reader.ts): what the hello read before that is counted here.
+ */
+function reuseReads(hello: Extract<ClientHello, { kind: 'startup' }>, done: ProxyTraffic): Extract<ClientHello, { kind: 'startup' }> {
+  const raw = hello.socket;
+  const bytesIn = raw.bytesRead;
+  const bytesOut = raw.bytesWritten;
+  const a = adoptReusing(raw);
+  if (!a) return hello;
+  done.bytesIn += bytesIn;
+  done.bytesOut += bytesOut;
+  a.socket.on('error', () => {});
+  const rest = a.buffered.length > 0 ? Buffer.concat([hello.rest, ...a.buffered]) : hello.rest;
+  return { ...hello, socket: a.socket, rest };
+}
+
 export async function startProxy(config: Config, deps: ProxyDeps): Promise<ProxyServer> {
   if (config.workers > 1 && cluster.isPrimary) return startPrimary(config, deps);
   return startListener(config, deps);
@@ -112,8 +130,9 @@ async function startListener(config: Config, deps: ProxyDeps): Promise<ProxyServ
     raw.on('error', () => {});
     starting.add(raw);
     readClientHello(raw, { secureContext, timeoutMs: limits.startupTimeoutMs ?? 60_000 }).then(
-      (hello) => {
+      (helloRead) => {
         starting.delete(raw);
+        const hello = helloRead.kind === 'startup' && !helloRead.tls ? reuseReads(helloRead, done) : helloRead;
         if (hello.kind === 'cancel') {
           raw.destroy();
           const owner = workerOfPid(hello.pid);

@@ -156,3 +156,40 @@ describe('Pump.copyReads', () => {
     expect(kept.length).toBe(20);
   });
 });
+
+describe('adoptReusing', () => {
+  it('moves an accepted connection onto a reusing socket: buffered bytes first, then reads, writes, and close', async () => {
+    const { createServer, connect } = await import('node:net');
+    const { adoptReusing, reuseReaderOf } = await import('../../src/proxy/reuse-reader.js');
+    let accepted!: (s: import('node:net').Socket) => void;
+    const got = new Promise<import('node:net').Socket>((r) => (accepted = r));
+    const server = createServer((s) => accepted(s));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    const client = connect({ port, host: '127.0.0.1' });
+    const raw = await got;
+    raw.pause();
+    client.write('early bytes|');
+    await new Promise((r) => setTimeout(r, 50)); // read by `raw`, not yet delivered
+    const a = adoptReusing(raw)!;
+    expect(a).toBeDefined();
+    expect(reuseReaderOf(a.socket)).toBeDefined();
+    expect(Buffer.concat(a.buffered).toString()).toBe('early bytes|');
+    const seen: string[] = [];
+    reuseReaderOf(a.socket)!.listen((c) => {
+      seen.push(c.toString());
+      return false;
+    });
+    client.write('later bytes');
+    const echoed = new Promise<string>((r) => client.once('data', (d) => r(d.toString())));
+    a.socket.write('reply');
+    expect(await echoed).toBe('reply');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(seen.join('')).toBe('later bytes');
+    const closed = new Promise((r) => server.close(r)); // waits for the connection count to drop
+    client.end();
+    await new Promise((r) => a.socket.once('close', r));
+    await closed;
+    expect(raw.destroyed).toBe(true);
+  });
+});
