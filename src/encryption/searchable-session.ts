@@ -10,7 +10,11 @@ import type { ColumnTarget, RewritePlan, SqlRejection } from '../sql/types.js';
 import type { EncryptionLayer } from './layer.js';
 import { literalEdits, planParse, type Edit, type ParseRewrite } from './searchable-rewrite.js';
 import { RewriteError } from './searchable-sql.js';
-import type { ValueShape } from './values.js';
+import type { MaybePromise, ValueShape } from './values.js';
+import { encodeParse, type Parse } from '../protocol/frontend/parse.js';
+import { encodeDescribe } from '../protocol/frontend/describe-close.js';
+import type { BindContext, BindPlan } from './params.js';
+import { spliceEncryptedLiterals } from './literals.js';
 
 const HINT =
   'pgcmek keeps searchable column keys in pgcmek.searchable_keys and pgcmek.searchable_key_wraps, created on first use. ' +
@@ -42,6 +46,19 @@ function searchableTargets(plan: RewritePlan): ColumnTarget[] {
   for (const p of plan.predicates) out.push(p.target);
   for (const c of plan.copies) if (c.direction === 'in') for (const f of c.fields) if (f?.policy.searchable) out.push(f);
   return out;
+}
+
+/** The unnamed statement's Parse as the client sent it, kept while it carries a searchable rewrite. */
+export interface UnnamedParse {
+  text: Buffer;
+  plan: RewritePlan;
+  parse: Parse;
+}
+
+/** See SearchableStatements.widen(). */
+export interface Widened {
+  frames: Buffer;
+  plan: BindPlan;
 }
 
 export class SearchableStatements {
@@ -96,6 +113,33 @@ export class SearchableStatements {
       (site, value) => this.key(site.target).quotedCandidates(Buffer.from(value, 'utf8')),
       () => this.layer.shapeOf(plan, bytes),
     );
+  }
+
+  /** Does a rewrite hold fewer candidates per value than a compared key has wrappings now? */
+  tooNarrow(rw: ParseRewrite): boolean {
+    for (const f of rw.scalars) if (this.key(f.column).group.wrappingCount > f.targets.length) return true;
+    return false;
+  }
+
+  /**
+   * The unnamed statement holds the candidates that existed at its Parse. When a
+   * compared key has gained a KEK wrapping since (a rotation began between Parse
+   * and Bind), the statement is Parsed again, widened, just before the Bind: the
+   * frames to inject (Parse, and a Describe that relearns the row shape; both
+   * answered internally) and the Bind plan that goes with them. Lookups keep
+   * finding their rows instead of failing with 55000. Undefined: wide enough.
+   */
+  widen(u: UnnamedParse, bp: BindPlan, c: BindContext): MaybePromise<Widened | undefined> {
+    if (!bp.rewrite || !this.tooNarrow(bp.rewrite)) return undefined;
+    const rw = this.parseRewrite(u.text, u.plan, u.parse.paramTypes, '')!;
+    const done = (b: Buffer | undefined): Widened => {
+      const text = (b ?? u.text).toString('utf8');
+      this.rewritten(text, rw.clientCount);
+      const frames = Buffer.concat([encodeParse({ ...u.parse, text, paramTypes: rw.paramTypes }), encodeDescribe({ kind: 'S', name: '' })]);
+      return { frames, plan: { writes: bp.writes, rewrite: rw } };
+    };
+    const spliced = spliceEncryptedLiterals(u.text, u.plan, rw.edits, c);
+    return spliced instanceof Promise ? spliced.then(done) : done(spliced);
   }
 
   /** Extended protocol: the Parse rewrite, or undefined when the statement compares nothing searchable. */

@@ -15,20 +15,19 @@ import { decodeExecute } from '../protocol/frontend/execute.js';
 import { FORWARD, DROP, type InterceptContext, type Interceptor, type SessionInfo, type Verdict } from '../proxy/interceptor.js';
 import type { Pending } from '../proxy/state.js';
 import { SqlSession } from '../sql/session.js';
-import { quoteLiteral, spliceLiterals } from '../sql/lexical.js';
 import type { CopyPlan, RewritePlan, SqlPlan, SqlRejection } from '../sql/types.js';
 import type { EncryptionLayer } from './layer.js';
-import { encryptBind, formatError, type BindContext, type BindPlan } from './params.js';
+import { encryptBind, type BindContext, type BindPlan } from './params.js';
+import { spliceEncryptedLiterals } from './literals.js';
 import { errorFrame, raiseFrames, raiseStatement, writeFailure } from './refusal.js';
 import type { MaybePromise } from './values.js';
 import { CopyStreams } from './copy-streams.js';
 import { NameResolution, readResolution, writeNames } from './name-resolution.js';
 import { runAdmin } from './admin-reply.js';
-import type { Edit } from './searchable-rewrite.js';
 import { RewriteError } from './searchable-sql.js';
 import { SessionCatalog } from './session-catalog.js';
 import { ResultRows } from './result-rows.js';
-import { rewriteRefusal, SearchableStatements } from './searchable-session.js';
+import { rewriteRefusal, SearchableStatements, type UnnamedParse, type Widened } from './searchable-session.js';
 
 const FRONTEND = [F.Query, F.Parse, F.Bind, F.Execute, F.Describe, F.Close, F.Sync, F.Flush, F.CopyData, F.CopyDone, F.CopyFail];
 const BACKEND = [
@@ -47,6 +46,8 @@ export class EncryptionSession implements Interceptor {
   private readonly rows: ResultRows;
   /** Prepared statement name → what its Binds need (parameters to encrypt, searchable candidates to fill). */
   private readonly stmtParams = new Map<string, BindPlan>();
+  /** The unnamed statement's Parse, while it carries a searchable rewrite (widenUnnamed). */
+  private unnamedParse: UnnamedParse | undefined;
   private readonly searchable: SearchableStatements;
   /** Statements whose text names a configured table: their results need a RowDescription. */
   private readonly readsMapped = new Set<string>();
@@ -205,7 +206,7 @@ export class EncryptionSession implements Interceptor {
       return encodeQuery(raiseStatement(error));
     };
     try {
-      const spliced = this.spliceLiterals(body, plan, this.searchable.queryEdits(body, plan));
+      const spliced = spliceEncryptedLiterals(body, plan, this.searchable.queryEdits(body, plan), this.bindContext);
       const toFrame = (b: Buffer | undefined): Verdict => (b ? encodeQueryBytes(b) : FORWARD);
       return spliced instanceof Promise ? spliced.then(toFrame, failed) : toFrame(spliced);
     } catch (e) {
@@ -228,6 +229,7 @@ export class EncryptionSession implements Interceptor {
     const checked = plan.kind === 'plan' ? this.namesRefusal(names, changes, ctx) : undefined;
     if (changes || ((plan.kind === 'plan' || plan.kind === 'passthrough') && plan.isDdl)) this.names.invalidate();
     this.stmtParams.delete(parse.name);
+    if (parse.name === '') this.unnamedParse = undefined;
     this.readsMapped.delete(parse.name);
     this.stmtNames.delete(parse.name);
     if (plan.kind === 'passthrough') {
@@ -247,8 +249,9 @@ export class EncryptionSession implements Interceptor {
     try {
       const rw = this.searchable.parseRewrite(text, plan, parse.paramTypes, parse.name);
       if (plan.params.size > 0 || rw) this.stmtParams.set(parse.name, { writes: plan.params, ...(rw && { rewrite: rw }) });
+      if (rw && parse.name === '') this.unnamedParse = { text, plan, parse };
       const fixed = rw && plan.literals.length === 0;
-      const spliced = fixed && rw.text !== undefined ? undefined : this.spliceLiterals(text, plan, rw?.edits ?? []);
+      const spliced = fixed && rw.text !== undefined ? undefined : spliceEncryptedLiterals(text, plan, rw?.edits ?? [], this.bindContext);
       const toFrame = (b: Buffer | undefined): Verdict => {
         if (!rw) return b ? encodeParse({ ...parse, text: b.toString('utf8') }) : FORWARD;
         const out = fixed ? (rw.text ??= (b ?? text).toString('utf8')) : (b ?? text).toString('utf8');
@@ -270,6 +273,29 @@ export class EncryptionSession implements Interceptor {
 
   private onBind(frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict> {
     const head = decodeBindHead(frame);
+    const bp = this.stmtParams.get('');
+    if (head.statement === '' && this.unnamedParse && bp?.rewrite) {
+      // A rotation began since this unnamed statement's Parse: Parse it again with more candidates first.
+      let widened: MaybePromise<Widened | undefined>;
+      try {
+        widened = this.searchable.widen(this.unnamedParse, bp, this.bindContext);
+      } catch (e) {
+        return this.bindFailed(e, ctx);
+      }
+      const go = (w: Widened | undefined): Verdict | Promise<Verdict> => {
+        if (w) {
+          this.stmtParams.set('', w.plan);
+          ctx.injectToServer(w.frames);
+        }
+        return this.bound(frame, head, ctx);
+      };
+      if (widened instanceof Promise) return widened.then(go, (e: unknown) => this.bindFailed(e, ctx));
+      return go(widened);
+    }
+    return this.bound(frame, head, ctx);
+  }
+
+  private bound(frame: Buffer, head: ReturnType<typeof decodeBindHead>, ctx: InterceptContext): Verdict | Promise<Verdict> {
     const st = ctx.state!;
     if (this.readsMapped.has(head.statement) && st.statements.get(head.statement)?.rowDescription === undefined) this.undescribed.set(head.portal, head.statement);
     else this.undescribed.delete(head.portal);
@@ -352,25 +378,6 @@ export class EncryptionSession implements Interceptor {
   }
 
   /** The text with written literals encrypted and `extra` edits (searchable comparisons) applied; undefined = unchanged. */
-  private spliceLiterals(bytes: Buffer, plan: RewritePlan, extra: Edit[]): MaybePromise<Buffer | undefined> {
-    if (plan.literals.length === 0 && extra.length === 0) return undefined;
-    const texts = plan.literals.map((l) => {
-      const pt = Buffer.from(l.value, 'utf8');
-      let r: MaybePromise<Buffer>;
-      try {
-        r = l.target.policy.searchable
-          ? this.layer.codec.encryptSearchable(pt, this.searchable.key(l.target))
-          : this.layer.codec.encrypt(pt, l.target.policy, this.cat.shapeOf(l.target), false);
-      } catch (e) {
-        throw formatError(e, l.target);
-      }
-      return r instanceof Promise ? r.then((b) => b.toString('utf8'), (e: unknown) => Promise.reject(formatError(e, l.target))) : r.toString('utf8');
-    });
-    const build = (vals: string[]) =>
-      spliceLiterals(bytes, [...plan.literals.map((l, i) => ({ start: l.start, end: l.end, text: quoteLiteral(vals[i]!) })), ...extra]);
-    return texts.some((t) => t instanceof Promise) ? Promise.all(texts).then(build) : build(texts as string[]);
-  }
-
   private onAdmin(text: string, ctx: InterceptContext): Promise<Verdict> | Verdict {
     return runAdmin(this.layer.admin, this.info, text, ctx);
   }

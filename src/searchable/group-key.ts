@@ -162,7 +162,6 @@ export class GroupKey {
     if (slots > 0 && n > slots) {
       throw new SearchableKeyError(
         `searchable key ${this.name} has ${n} KEK wrappings but this statement's comparisons hold ${slots} candidates: ` +
-          'an unnamed statement parsed before the key gained a wrapping must be parsed again; for prepared statements, ' +
           'retire the wrapping of a KEK no value uses any more (docs/SEARCHABLE.md, "Retiring an old KEK") or raise the candidate slots',
       );
     }

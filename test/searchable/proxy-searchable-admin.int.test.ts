@@ -9,16 +9,9 @@ import { rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../../src/config/types.js';
-import { Keyring } from '../../src/crypto/keyring.js';
-import { createProxyDeps } from '../../src/encryption/deps.js';
-import type { EncryptionLayer } from '../../src/encryption/layer.js';
-import { createLogger } from '../../src/log.js';
-import { startProxy, type ProxyServer } from '../../src/proxy/server.js';
 import { createTestDatabase, type TestDb } from '../helpers/db.js';
 import { column, table } from '../helpers/encrypted-proxy.js';
-import { retarget, testProxyConfig } from '../helpers/proxy.js';
-import { newKekFile } from './proxy-setup.js';
+import { newKekFile, startWiredProxy, type WiredProxy } from './proxy-setup.js';
 
 const ROLE = 'pgcmek_srch_adm';
 const ref = { schema: 'public', table: 'tokens', column: 'token_hash' };
@@ -31,37 +24,10 @@ const hash = (i: number) => `sha256:${String(i).padStart(5, '0')}${'cd'.repeat(2
 const legacy = (i: number) => (i % 25 === 0 ? null : i === 7 ? '' : hash(i));
 const headerOf = (v: string) => v.slice(0, v.lastIndexOf('|') + 1);
 
-interface Proxy {
-  layer: EncryptionLayer;
-  keyring: Keyring;
-  server: ProxyServer;
-  via(url: string): string;
-  close(): Promise<void>;
-}
+type Proxy = WiredProxy;
 
-async function proxyWith(kekPath: string, previous: string[] = []): Promise<Proxy> {
-  const config: Config = testProxyConfig({
-    encrypted,
-    admin: { roles: ['postgres', ROLE] },
-    kek: { backend: 'local', local: { path: kekPath, previous }, dek: { maxAgeSeconds: 300, maxUses: 100_000, cacheSize: 1000, cacheTtlSeconds: 0 } },
-  });
-  const logger = createLogger(process.env.PGCMEK_TEST_LOG ?? 'silent');
-  const keyring = await Keyring.fromConfig(config.kek);
-  // The production wiring (deps.ts): the admin gateway reads the layer's searchable keys.
-  const { deps, layer } = await createProxyDeps(config, logger, keyring, { searchable: timing });
-  const server = await startProxy(config, { logger, keyring, ...deps });
-  return {
-    layer,
-    keyring,
-    server,
-    via: (u) => retarget(u, server.host, server.port),
-    close: async () => {
-      await server.close(1_000);
-      await layer.close();
-      await keyring.close();
-    },
-  };
-}
+const proxyWith = (kekPath: string, previous: string[] = []): Promise<Proxy> =>
+  startWiredProxy({ encrypted, kekPath, previous, searchable: timing, config: { admin: { roles: ['postgres', ROLE] } } });
 
 let db: TestDb;
 const kek1 = newKekFile();

@@ -10,7 +10,8 @@ import { Keyring } from '../../src/crypto/keyring.js';
 import { EncryptionLayer } from '../../src/encryption/layer.js';
 import type { SearchableOptions } from '../../src/encryption/searchable-keys.js';
 import { createLogger } from '../../src/log.js';
-import { startProxy } from '../../src/proxy/server.js';
+import { startProxy, type ProxyServer } from '../../src/proxy/server.js';
+import { createProxyDeps } from '../../src/encryption/deps.js';
 import type { SearchableKeys } from '../../src/searchable/keys.js';
 import { initSql } from '../../src/sql/index.js';
 import { retarget, testProxyConfig, type TestProxy } from '../helpers/proxy.js';
@@ -71,6 +72,44 @@ export async function startSearchableProxy(opts: {
       await layer.close();
       await keyring.close();
       if (own) rmSync(own.dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** pgcmek wired as in production (deps.ts: admin gateway included) on a local KEK file, with `previous` KEKs readable. */
+export interface WiredProxy {
+  layer: EncryptionLayer;
+  keyring: Keyring;
+  server: ProxyServer;
+  via(url: string): string;
+  close(): Promise<void>;
+}
+
+export async function startWiredProxy(opts: {
+  encrypted: TablePolicy[];
+  kekPath: string;
+  previous?: string[];
+  searchable: SearchableOptions;
+  config?: Partial<Config>;
+}): Promise<WiredProxy> {
+  const config: Config = testProxyConfig({
+    encrypted: opts.encrypted,
+    ...opts.config,
+    kek: { backend: 'local', local: { path: opts.kekPath, previous: opts.previous ?? [] }, dek: { maxAgeSeconds: 300, maxUses: 100_000, cacheSize: 1000, cacheTtlSeconds: 0 } },
+  });
+  const logger = createLogger(process.env.PGCMEK_TEST_LOG ?? 'silent');
+  const keyring = await Keyring.fromConfig(config.kek);
+  const { deps, layer } = await createProxyDeps(config, logger, keyring, { searchable: opts.searchable });
+  const server = await startProxy(config, { logger, keyring, ...deps });
+  return {
+    layer,
+    keyring,
+    server,
+    via: (u) => retarget(u, server.host, server.port),
+    close: async () => {
+      await server.close(1_000);
+      await layer.close();
+      await keyring.close();
     },
   };
 }
