@@ -51,7 +51,9 @@ export class Pump {
   /**
    * Hooks keep frames of this direction (a session with state): a chunk read
    * into a reused buffer is copied to a buffer of its own size first, instead
-   * of costing a new 64 KiB read buffer that a kept view would pin.
+   * of costing a new 64 KiB read buffer that a kept view would pin. The
+   * session sets it when it installs its tables; the pump also turns it on
+   * itself the first time a hook is handed a view of a borrowed chunk.
    */
   copyReads = false;
 
@@ -82,6 +84,8 @@ export class Pump {
   private stopped = false;
   /** Set while handling a chunk of a reused read buffer when a reference to its bytes outlives the call. */
   private keeps = false;
+  /** Set when a WHOLE frame was handed to a hook as a view of a borrowed chunk. */
+  private viewKept = false;
   private reader: ReuseReader | undefined;
   private readonly maxFrame: number;
   private readonly highWater: number;
@@ -98,11 +102,12 @@ export class Pump {
 
   /** Starts reading `src`; `initial` is data already read from it. */
   start(initial?: Buffer): void {
+    this.dst.on('drain', this.onDrain);
+    // `initial` came first; a reuse reader then hands over what it read meanwhile.
+    if (initial && initial.length > 0) this.onData(initial);
     this.reader = reuseReaderOf(this.src);
     if (this.reader) this.reader.listen(this.onBorrowed);
     else this.src.on('data', this.onData);
-    this.dst.on('drain', this.onDrain);
-    if (initial && initial.length > 0) this.onData(initial);
     if (!this.pausedForBacklog && !this.pausedForDst) this.src.resume();
   }
 
@@ -146,7 +151,10 @@ export class Pump {
       return false;
     }
     this.keeps = false;
+    this.viewKept = false;
     this.onData(chunk);
+    // Frames are being kept (the table changed under us): copy from now on, as the session would ask.
+    if (this.viewKept) this.copyReads = true;
     // A write the kernel did not take whole is queued by reference.
     return this.keeps || this.blocked || this.dst.writableLength > 0;
   };
@@ -336,6 +344,7 @@ export class Pump {
     // Hooks that emit write before this frame: the run ends where it starts.
     this.pos = start;
     this.keeps = true; // the hook may keep the view (the session state keeps RowDescriptions)
+    this.viewKept = true;
     const v = this.hooks.frame(this.hdrCode, frame);
     if (v === undefined) {
       this.pos = frameEnd; // forwarded as part of the run, no copy

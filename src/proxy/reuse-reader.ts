@@ -11,6 +11,8 @@
 import { connect, Socket } from 'node:net';
 
 const SIZE = 64 * 1024;
+/** Bytes read before the pump listens, beyond which reading pauses. */
+const EARLY_MAX = 1 << 20;
 
 /** Handles one chunk; true = it keeps a reference to the chunk's bytes. */
 export type ChunkSink = (chunk: Buffer) => boolean;
@@ -24,6 +26,7 @@ export class ReuseReader {
   private sink: ChunkSink | null = null;
   /** Bytes that arrived before anyone listened (copied). */
   private early: Buffer[] = [];
+  private earlyBytes = 0;
 
   readonly onread = {
     buffer: (): Buffer => {
@@ -35,8 +38,13 @@ export class ReuseReader {
     },
     callback: (n: number, buf: Uint8Array): boolean => {
       const chunk = (buf as Buffer).subarray(0, n);
-      if (this.sink === null) this.early.push(Buffer.from(chunk));
-      else if (this.sink(chunk)) this.kept = true;
+      if (this.sink === null) {
+        this.early.push(Buffer.from(chunk));
+        this.earlyBytes += n;
+        // Nobody listens yet: stop reading past a bound (the listener's resume() starts it again).
+        return this.earlyBytes < EARLY_MAX;
+      }
+      if (this.sink(chunk)) this.kept = true;
       return true;
     },
   };
@@ -46,6 +54,7 @@ export class ReuseReader {
     this.sink = sink ?? drop;
     const early = this.early;
     this.early = [];
+    this.earlyBytes = 0;
     if (sink === null) return;
     // Copies: the sink may keep them, and they are not the reused buffer.
     for (const c of early) sink(c);

@@ -193,6 +193,8 @@ export class Session {
         t[c] = WHOLE;
       }
     }
+    // Frames are handed out and kept from here on: see Pump.copyReads.
+    this.c2s!.copyReads = t.includes(WHOLE);
   }
 
   private installBackendTable(): void {
