@@ -15,6 +15,18 @@ import type { SessionCatalog } from './session-catalog.js';
 /** Distinct result shapes a session keeps row plans for (a fresh start beyond it). */
 const MAX_ROW_PLANS = 256;
 
+/** The same fields (origin, type) in the same formats: what a row plan depends on, as planFor's signature. */
+function sameColumns(a: ResultShape, b: ResultShape): boolean {
+  const n = a.fields.length;
+  if (n !== b.fields.length) return false;
+  for (let i = 0; i < n; i++) {
+    const x = a.fields[i]!;
+    const y = b.fields[i]!;
+    if (x.tableOid !== y.tableOid || x.columnAttr !== y.columnAttr || x.typeOid !== y.typeOid || a.formats[i] !== b.formats[i]) return false;
+  }
+  return true;
+}
+
 export class ResultRows {
   /** A DataRow failed to decrypt: drop the server's replies up to ReadyForQuery. */
   discarding = false;
@@ -42,7 +54,8 @@ export class ResultRows {
     if (!shape) return FORWARD;
     let plan = this.lastPlan;
     if (shape !== this.lastShape) {
-      plan = this.planFor(shape);
+      // A statement executed again brings a new shape object with the same columns: keep its plan.
+      if (this.lastShape === undefined || !sameColumns(shape, this.lastShape) || this.catalog.forShapes() !== this.plannedWith) plan = this.planFor(shape);
       this.lastShape = shape;
       this.lastPlan = plan;
     }
