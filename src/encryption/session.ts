@@ -10,7 +10,7 @@ import { BackendCode as B, FrontendCode as F, TxStatus } from '../protocol/codes
 import { decodeParse, encodeParse, type Parse } from '../protocol/frontend/parse.js';
 import { decodeBindHead } from '../protocol/frontend/bind.js';
 import { encodeQuery, encodeQueryBytes } from '../protocol/frontend/query.js';
-import { decodeDescribe, encodeDescribe } from '../protocol/frontend/describe-close.js';
+import { decodeClose, decodeDescribe, encodeDescribe } from '../protocol/frontend/describe-close.js';
 import { decodeExecute } from '../protocol/frontend/execute.js';
 import { FORWARD, DROP, type InterceptContext, type Interceptor, type SessionInfo, type Verdict } from '../proxy/interceptor.js';
 import type { Pending } from '../proxy/state.js';
@@ -46,7 +46,7 @@ export class EncryptionSession implements Interceptor {
   private readonly rows: ResultRows;
   /** Prepared statement name → what its Binds need (parameters to encrypt, searchable candidates to fill). */
   private readonly stmtParams = new Map<string, BindPlan>();
-  /** The unnamed statement's Parse, while it carries a searchable rewrite (widenUnnamed). */
+  /** The unnamed statement's Parse, while it exists and carries a searchable rewrite (SearchableStatements.widen). */
   private unnamedParse: UnnamedParse | undefined;
   private readonly searchable: SearchableStatements;
   /** Statements whose text names a configured table: their results need a RowDescription. */
@@ -145,6 +145,7 @@ export class EncryptionSession implements Interceptor {
   private frontend(code: number, frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict> {
     switch (code) {
       case F.Query:
+        this.unnamedParse = undefined; // a Query destroys the unnamed statement
         return this.onQuery(frame, ctx);
       case F.Parse:
         return this.onParse(frame, ctx);
@@ -158,6 +159,11 @@ export class EncryptionSession implements Interceptor {
       case F.Execute:
         this.learnShape(decodeExecute(frame).portal, ctx);
         return FORWARD;
+      case F.Close: {
+        const c = decodeClose(frame);
+        if (c.kind === 'S' && c.name === '') this.unnamedParse = undefined;
+        return FORWARD;
+      }
       case F.CopyData:
       case F.CopyDone:
       case F.CopyFail:
@@ -273,12 +279,12 @@ export class EncryptionSession implements Interceptor {
 
   private onBind(frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict> {
     const head = decodeBindHead(frame);
-    const bp = this.stmtParams.get('');
-    if (head.statement === '' && this.unnamedParse && bp?.rewrite) {
+    const bp = head.statement === '' && this.unnamedParse ? this.stmtParams.get('') : undefined;
+    if (bp?.rewrite) {
       // A rotation began since this unnamed statement's Parse: Parse it again with more candidates first.
       let widened: MaybePromise<Widened | undefined>;
       try {
-        widened = this.searchable.widen(this.unnamedParse, bp, this.bindContext);
+        widened = this.searchable.widen(this.unnamedParse!, bp, this.bindContext);
       } catch (e) {
         return this.bindFailed(e, ctx);
       }
