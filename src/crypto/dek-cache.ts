@@ -1,11 +1,12 @@
 // DEK lifetimes on both sides of the keyring.
 // Read side: unwrapping is the expensive (possibly remote) step, and many
-// values share a DEK, so unwrapped DEKs are kept in a bounded LRU keyed by the
+// values share a DEK, so unwrapped DEKs are kept in a bounded cache keyed by the
 // envelope header text (a 1:1 image of the wrapped bytes: base64 is canonical).
 // Write side: one DEK serves many new values, bounded by age and use count, so
 // a burst of writes costs one generate/wrap instead of one per value.
 // Every key that leaves either side is zeroed at once; callers only use a key
 // synchronously right after getting it, so nothing can zero it under them.
+import { ClockCache } from '../cache/clock-cache.js';
 import type { DekPolicy } from '../config/types.js';
 import type { FernetKey } from './fernet.js';
 
@@ -25,11 +26,9 @@ interface Entry {
 }
 
 export class DekCache {
-  // A Map iterates in insertion order: re-inserting on a hit makes the first key the least recently used.
-  private readonly entries = new Map<string, Entry>();
+  /** CLOCK eviction (clock-cache.ts): a hit sets a bit; reads that alternate between DEKs never churn the Map. */
+  private readonly entries: ClockCache<string, Entry>;
   private readonly ttlMs: number;
-  /** The entry at the most recent end of `entries`. */
-  private newest: Entry | undefined;
   hits = 0;
   misses = 0;
   evictions = 0;
@@ -40,6 +39,14 @@ export class DekCache {
     private readonly clock: Clock = Date.now,
   ) {
     this.ttlMs = ttlSeconds * 1000;
+    // Every key that leaves (evicted, expired, replaced, cleared) is zeroed at once.
+    this.entries = new ClockCache({
+      maxEntries,
+      onEvict: (_id, e) => {
+        e.key.destroy();
+        this.evictions++;
+      },
+    });
   }
 
   get enabled(): boolean {
@@ -58,15 +65,9 @@ export class DekCache {
       return undefined;
     }
     if (this.ttlMs > 0 && this.clock() - e.at >= this.ttlMs) {
-      this.drop(id, e);
+      this.entries.delete(id);
       if (count) this.misses++;
       return undefined;
-    }
-    // Move to the most recent end, unless it is there already (reads of one hot DEK: no Map churn).
-    if (e !== this.newest) {
-      this.entries.delete(id);
-      this.entries.set(id, e);
-      this.newest = e;
     }
     if (count) this.hits++;
     return e.key;
@@ -75,31 +76,17 @@ export class DekCache {
   /** Takes ownership of key; false when caching is off (the caller must destroy it after use). */
   set(id: string, key: FernetKey): boolean {
     if (!this.enabled) return false;
-    const old = this.entries.get(id);
-    if (old) this.drop(id, old);
-    while (this.entries.size >= this.maxEntries) {
-      const [oldest, e] = this.entries.entries().next().value as [string, Entry];
-      this.drop(oldest, e);
-    }
-    const e = { key, at: this.clock() };
-    this.entries.set(id, e);
-    this.newest = e;
+    this.entries.delete(id); // an older key under this id is zeroed (and counted) first
+    this.entries.set(id, { key, at: this.clock() });
     return true;
   }
 
   clear(): void {
-    for (const [id, e] of this.entries) this.drop(id, e);
+    this.entries.clear();
   }
 
   stats(): DekCacheStats {
     return { size: this.entries.size, hits: this.hits, misses: this.misses, evictions: this.evictions };
-  }
-
-  private drop(id: string, e: Entry): void {
-    this.entries.delete(id);
-    if (e === this.newest) this.newest = undefined;
-    e.key.destroy();
-    this.evictions++;
   }
 }
 

@@ -3,6 +3,7 @@
 // a Query, new parameters in a Parse), and the ParameterDescription the client
 // gets for a rewritten statement (trimmed back to its own parameters: the ones
 // the proxy added are invisible to it).
+import { ClockCache } from '../cache/clock-cache.js';
 import { encodeParameterDescription, decodeParameterDescription } from '../protocol/backend/parameter-description.js';
 import type { SearchableColumnKey } from '../searchable/column-key.js';
 import { keyNameOf, SearchableKeyError } from '../searchable/types.js';
@@ -63,9 +64,7 @@ export interface Widened {
 
 export class SearchableStatements {
   /** Rewritten statement text (as the server has it) -> the client's parameter count. */
-  private readonly clientCounts = new Map<string, number>();
-  /** The text rewritten() saw last (it is the map's newest entry). */
-  private newest: string | undefined;
+  private readonly clientCounts = new ClockCache<string, number>({ maxEntries: DESCRIBED_MAX });
   /** The last Parse rewrite handed out (plans are immutable and shared, so is a rewrite). */
   private lastRewrite: { plan: RewritePlan; slots: number; types: number[]; rw: ParseRewrite } | undefined;
 
@@ -165,12 +164,8 @@ export class SearchableStatements {
 
   /** Remembers a rewritten statement so a Describe of it answers in the client's parameters. */
   rewritten(text: string, clientCount: number): void {
-    // The same statement again (an unnamed Parse per execution): already the newest entry.
-    if (text === this.newest && this.clientCounts.get(text) === clientCount) return;
-    this.newest = text;
-    this.clientCounts.delete(text);
-    this.clientCounts.set(text, clientCount);
-    if (this.clientCounts.size > DESCRIBED_MAX) this.clientCounts.delete(this.clientCounts.keys().next().value!);
+    // The same statement again (an unnamed Parse per execution): a hit marks it, nothing moves.
+    if (this.clientCounts.get(text) !== clientCount) this.clientCounts.set(text, clientCount);
   }
 
   /** A ParameterDescription for statement text `serverText`, trimmed to the client's parameters (undefined: as is). */

@@ -2,6 +2,7 @@
 // is UTF-8 text (text/varchar, or a JSON document for json/jsonb), or in binary
 // format the same bytes (jsonb's binary form adds a leading version byte 1).
 // Sync whenever the keyring can work without a remote call; a Promise otherwise.
+import { ClockCache } from '../cache/clock-cache.js';
 import type { ColumnPolicy } from '../config/types.js';
 import { Keyring } from '../crypto/keyring.js';
 import { encryptPathsSync, decryptPathsSync, encryptPaths, decryptPaths, wrapJsonString, unwrapJsonString, JsonPathError } from '../admin/json-paths.js';
@@ -59,10 +60,12 @@ export interface ValueCacheOptions {
  * other processes have evicted the cache lines between two reads.
  */
 class ValueCache {
-  private readonly map = new Map<number, CacheEntry>();
+  /** CLOCK eviction: a hit sets a bit, a miss never walks the Map's holes (clock-cache.ts). */
+  private readonly map: ClockCache<number, CacheEntry>;
   private readonly now: () => number;
   constructor(private readonly o: ValueCacheOptions) {
     this.now = o.now ?? Date.now;
+    this.map = new ClockCache({ maxEntries: o.size });
   }
   get(value: Buffer): Buffer | undefined {
     return this.getAt(value, 0, value.length);
@@ -79,7 +82,6 @@ class ValueCache {
       this.map.delete(slot);
       return undefined;
     }
-    // No reordering on a hit (FIFO eviction): one lookup per read, not three.
     return e.pt;
   }
   set(value: Buffer, pt: Buffer): void {
@@ -90,7 +92,6 @@ class ValueCache {
     value.copy(buf, ENTRY_HEAD);
     pt.copy(buf, ENTRY_HEAD + n);
     this.map.set(slotOf(value, 0, n), { buf, pt: buf.subarray(ENTRY_HEAD + n) });
-    if (this.map.size > this.o.size) this.map.delete(this.map.keys().next().value!);
   }
   clear(): void {
     this.map.clear();

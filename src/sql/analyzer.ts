@@ -13,6 +13,7 @@ import { analyzeText, type Dependency } from './analyze.js';
 import type { Ast } from './ast.js';
 import { SQLSTATE } from './errors.js';
 import { adminCommand, mayBeDdl } from './lexical.js';
+import { ClockCache } from '../cache/clock-cache.js';
 import { buildPolicyIndex, type PolicyIndex } from './policy.js';
 import { maskLiterals, type MaskedText } from './shape.js';
 import { isDdlType } from './statements.js';
@@ -52,7 +53,8 @@ export class SqlAnalyzer {
   readonly policy: PolicyIndex;
   /** `misses` counts texts not in the text cache; `shapeHits` of them were rebased from a shape's plan, not parsed. */
   readonly stats = { prefiltered: 0, hits: 0, misses: 0, shapeHits: 0 };
-  private readonly cache = new Map<string, CacheEntry>();
+  /** Analyses by text. A hit marks the entry and never moves it (clock-cache.ts says why). */
+  private readonly cache: ClockCache<string, CacheEntry>;
   private readonly shapes: ShapeCache;
   private readonly shapeCacheBytes: number;
   private readonly cacheSize: number;
@@ -63,6 +65,7 @@ export class SqlAnalyzer {
     this.policy = buildPolicyIndex(opts.tables);
     this.columnsOf = opts.columnsOf;
     this.cacheSize = opts.cacheSize ?? 2048;
+    this.cache = new ClockCache({ maxEntries: this.cacheSize });
     this.maxCachedTextLength = opts.maxCachedTextLength ?? 64 * 1024;
     this.shapeCacheBytes = opts.shapeCacheBytes ?? 16 * 1024 * 1024;
     this.shapes = new ShapeCache(opts.shapeCacheSize ?? 1024, this.shapeCacheBytes);
@@ -105,8 +108,6 @@ export class SqlAnalyzer {
     }
     const hit = this.cache.get(text);
     if (hit && this.current(hit.deps)) {
-      this.cache.delete(text);
-      this.cache.set(text, hit);
       this.stats.hits++;
       return hit.plan;
     }
@@ -195,8 +196,6 @@ export class SqlAnalyzer {
 
   private remember(text: string, entry: CacheEntry): void {
     if (text.length > this.maxCachedTextLength || this.cacheSize <= 0) return;
-    this.cache.delete(text);
     this.cache.set(text, entry);
-    if (this.cache.size > this.cacheSize) this.cache.delete(this.cache.keys().next().value!);
   }
 }

@@ -13,6 +13,7 @@
 //    bodies, `float(10)`, the 5 of `-5`, …) is fixed as well.
 //  - A template is kept only if rebasing it onto its own text reproduces the
 //    plan exactly: offsets, values, and every field (an unknown field fails it).
+import { ClockCache } from '../cache/clock-cache.js';
 import type { Dependency } from './analyze.js';
 import { segmentValue, type MaskedText, type Segment } from './shape.js';
 import type { ByteRange, ExecuteArg, LiteralSite, ParamSite, PredicateSite, RewritePlan, SqlPlan, StatementInfo } from './types.js';
@@ -263,23 +264,25 @@ export function sameValue(a: unknown, b: unknown): boolean {
 const BYTES_PER_SEGMENT = 128;
 
 /**
- * Templates by shape key: a bounded LRU (entries, and an estimate of the bytes
- * of keys and plans), a few templates per key (their fixed values differ). A
+ * Templates by shape key: a bounded cache (CLOCK, near-LRU: entries, and an
+ * estimate of the bytes of keys and plans), a few templates per key (their fixed values differ). A
  * shape gets a template on its second analysis: building one costs about a
  * third of an analysis, wasted on shapes that never recur.
  */
 export class ShapeCache {
-  private readonly map = new Map<string, { templates: Template[]; bytes: number }>();
-  private bytes = 0;
+  /** Hits mark entries, never move them (clock-cache.ts says why). */
+  private readonly map: ClockCache<string, { templates: Template[]; bytes: number }>;
   /** Keys analysed once, without a template yet (bounded like the templates, keys only). */
-  private readonly once = new Map<string, true>();
-  private onceBytes = 0;
+  private readonly once: ClockCache<string, true>;
 
   constructor(
     private readonly maxEntries: number,
     private readonly maxBytes: number,
     private readonly perKey = 4,
-  ) {}
+  ) {
+    this.map = new ClockCache({ maxEntries, maxWeight: maxBytes, weigh: (_k, e) => e.bytes });
+    this.once = new ClockCache({ maxEntries, maxWeight: maxBytes / 4, weigh: (k) => k.length });
+  }
 
   get enabled(): boolean {
     return this.maxEntries > 0;
@@ -292,64 +295,43 @@ export class ShapeCache {
   /** Should this analysis of `key` build a template? True from the second time a shape is analysed. */
   recurring(key: string): boolean {
     if (this.map.has(key)) return true;
-    if (this.once.delete(key)) {
-      this.onceBytes -= key.length;
-      return true;
-    }
+    if (this.once.delete(key)) return true;
     if (key.length > this.maxBytes / 4) return false;
     this.once.set(key, true);
-    this.onceBytes += key.length;
-    for (const k of this.once.keys()) {
-      if (this.once.size <= this.maxEntries && this.onceBytes <= this.maxBytes / 4) break;
-      this.once.delete(k);
-      this.onceBytes -= k.length;
-    }
     return false;
   }
 
   get(key: string): Template[] | undefined {
-    const e = this.map.get(key);
-    if (!e) return undefined;
-    this.map.delete(key);
-    this.map.set(key, e);
-    return e.templates;
+    return this.map.get(key)?.templates;
   }
 
   add(key: string, t: Template): void {
     const cost = key.length + BYTES_PER_SEGMENT * t.segments.length;
     if (!this.enabled || cost > this.maxBytes) return;
-    const e = this.map.get(key) ?? { templates: [], bytes: 0 };
-    this.map.delete(key);
+    const e = this.map.peek(key) ?? { templates: [], bytes: 0 };
     e.templates.unshift(t);
-    this.bytes -= e.bytes;
     if (e.templates.length > this.perKey) e.templates.pop();
     e.bytes = cost * e.templates.length;
-    this.bytes += e.bytes;
-    this.map.set(key, e);
-    for (const [k, old] of this.map) {
-      if (this.map.size <= this.maxEntries && this.bytes <= this.maxBytes) break;
-      this.map.delete(k);
-      this.bytes -= old.bytes;
-    }
+    this.map.set(key, e); // (re)weighs it and evicts what the bounds require
   }
 
   /** Forget one template (its catalog dependencies changed). */
   drop(key: string, t: Template): void {
-    const e = this.map.get(key);
+    const e = this.map.peek(key);
     if (!e) return;
     const i = e.templates.indexOf(t);
     if (i < 0) return;
     e.templates.splice(i, 1);
-    const bytes = e.templates.length === 0 ? 0 : (e.bytes / (e.templates.length + 1)) * e.templates.length;
-    this.bytes -= e.bytes - bytes;
-    e.bytes = bytes;
-    if (e.templates.length === 0) this.map.delete(key);
+    if (e.templates.length === 0) {
+      this.map.delete(key);
+      return;
+    }
+    e.bytes = (e.bytes / (e.templates.length + 1)) * e.templates.length;
+    this.map.set(key, e);
   }
 
   clear(): void {
     this.map.clear();
-    this.bytes = 0;
     this.once.clear();
-    this.onceBytes = 0;
   }
 }
