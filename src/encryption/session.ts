@@ -28,6 +28,7 @@ import { RewriteError } from './searchable-sql.js';
 import { SessionCatalog } from './session-catalog.js';
 import { ResultRows } from './result-rows.js';
 import { rewriteRefusal, SearchableStatements, type UnnamedParse, type Widened } from './searchable-session.js';
+import { NameMap, NameSet } from '../proxy/names.js';
 
 const FRONTEND = [F.Query, F.Parse, F.Bind, F.Execute, F.Describe, F.Close, F.Sync, F.Flush, F.CopyData, F.CopyDone, F.CopyFail];
 const BACKEND = [
@@ -45,14 +46,14 @@ export class EncryptionSession implements Interceptor {
   private readonly cat: SessionCatalog;
   private readonly rows: ResultRows;
   /** Prepared statement name → what its Binds need (parameters to encrypt, searchable candidates to fill). */
-  private readonly stmtParams = new Map<string, BindPlan>();
+  private readonly stmtParams = new NameMap<BindPlan>();
   /** The unnamed statement's Parse, while it exists and carries a searchable rewrite (SearchableStatements.widen). */
   private unnamedParse: UnnamedParse | undefined;
   private readonly searchable: SearchableStatements;
   /** Statements whose text names a configured table: their results need a RowDescription. */
-  private readonly readsMapped = new Set<string>();
+  private readonly readsMapped = new NameSet();
   /** Portal → its statement, bound without a known RowDescription and not described by the client yet. */
-  private readonly undescribed = new Map<string, string>();
+  private readonly undescribed = new NameMap<string>();
   private readonly copies: CopyStreams;
   /** Extended protocol: a message was refused; drop the client's messages up to Sync. */
   private refusing: SqlRejection | undefined;
@@ -63,7 +64,7 @@ export class EncryptionSession implements Interceptor {
   /** Where this session's server resolves the configured table names (name-resolution.ts). */
   private readonly names: NameResolution;
   /** Statement → the unqualified configured names its writes go through (checked again at each Bind). */
-  private readonly stmtNames = new Map<string, string[] | undefined>();
+  private readonly stmtNames = new NameMap<string[] | undefined>();
   /** The message being handled arrived at an idle point: the proxy may run its own queries before it. */
   private idle = false;
   private readonly bindContext: BindContext;

@@ -24,6 +24,7 @@ import { decodeRowDescription, type RowDescription } from '../protocol/backend/r
 import { decodeParameterDescription } from '../protocol/backend/parameter-description.js';
 import { decodeReadyForQuery, type TxStatusValue } from '../protocol/backend/ready-for-query.js';
 import { decodeCommandComplete } from '../protocol/backend/command-complete.js';
+import { NameMap } from './names.js';
 
 /** Who sent the request: the client, the proxy (`internal`: replies are never forwarded), or a reply the proxy makes up (`synthetic`). */
 export type Origin = 'client' | 'internal' | 'synthetic';
@@ -89,8 +90,8 @@ const EXTENDED: ReadonlySet<RequestKind> = new Set(['parse', 'bind', 'describe',
 const ENDS_WITH_Z: ReadonlySet<RequestKind> = new Set(['sync', 'query', 'function-call']);
 
 export class SessionState {
-  readonly statements = new Map<string, StatementInfo>();
-  readonly portals = new Map<string, PortalInfo>();
+  readonly statements = new NameMap<StatementInfo>();
+  readonly portals = new NameMap<PortalInfo>();
   /** Requests in the order they were sent; the head is what the next server message answers. */
   readonly queue: Pending[] = [];
   /** The server's transaction status from the last ReadyForQuery. */
