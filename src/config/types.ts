@@ -57,12 +57,12 @@ export interface DekPolicy {
   maxAgeSeconds: number;
   /** ... and for at most this many values. */
   maxUses: number;
-  /** Unwrapped DEKs kept for reads (LRU, keyed by wrapped bytes). */
+  /** Unwrapped DEKs kept for reads (CLOCK, near-LRU; keyed by wrapped bytes). */
   cacheSize: number;
   /** How long an unwrapped DEK stays cached (0 = no expiry). */
   cacheTtlSeconds: number;
   /**
-   * Decrypted column values kept in memory (LRU keyed by the stored envelope, expiring
+   * Decrypted column values kept in memory (CLOCK, near-LRU; keyed by the stored envelope, expiring
    * with cacheTtlSeconds) so hot rows are not decrypted on every read; 0 = off.
    */
   valueCacheSize?: number;

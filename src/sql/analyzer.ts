@@ -1,6 +1,6 @@
 // The entry point the proxy calls for every Query and Parse message: admin
 // command detection, the textual prefilter (most statements never reach the
-// parser), a bounded LRU of analyses keyed by statement text, and behind it a
+// parser), a bounded cache (CLOCK, near-LRU) of analyses keyed by statement text, and behind it a
 // cache of plans by shape (the text with its literals masked, templates.ts), so
 // statements that differ only in their values (literals interpolated by the
 // client) are not parsed again. Catalog dependencies are re-checked on every

@@ -8,7 +8,7 @@ const zeroed = (k: FernetKey) => k.signingKey.every((b) => b === 0) && k.encrypt
 const fresh = () => new FernetKey(randomBytes(32));
 
 describe('DekCache (read side)', () => {
-  it('is bounded: the least recently used entry goes first and is zeroed', () => {
+  it('is bounded: an entry not read since it went in goes first and is zeroed', () => {
     const c = new DekCache(3, 0);
     const keys = [fresh(), fresh(), fresh(), fresh()];
     keys.slice(0, 3).forEach((k, i) => c.set(`k${i}`, k));
@@ -21,7 +21,7 @@ describe('DekCache (read side)', () => {
     expect(c.stats()).toEqual({ size: 3, hits: 1, misses: 1, evictions: 1 });
   });
 
-  it('keeps LRU order through repeated hits on the newest entry, evictions of it and re-insertion', () => {
+  it('evicts entries not read since the last pass first, through repeated hits, evictions and re-insertion', () => {
     const c = new DekCache(3, 0);
     const k = Array.from({ length: 6 }, fresh);
     c.set('a', k[0]!);

@@ -26,7 +26,7 @@ describe('cache', () => {
     expectReject(a.analyze(sql), 'unknown_columns');
   });
 
-  test('bounded LRU; long texts are not cached', () => {
+  test('bounded: a text read again outlives one that was not; long texts are not cached', () => {
     const a = makeAnalyzer(CATALOG, { cacheSize: 2 });
     a.analyze("INSERT INTO users (ssn) VALUES ('1')");
     a.analyze("INSERT INTO users (ssn) VALUES ('2')");
