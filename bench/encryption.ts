@@ -30,7 +30,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { COMMON_OPTIONS, commonArgs } from './lib/args.js';
 import { runCells } from './lib/cells.js';
-import { withClient } from './lib/client.js';
+import { settleTables, withClient } from './lib/client.js';
 import { startPgAndPgcmek } from './lib/pg-pgcmek.js';
 import type { PgTarget, QueryMode } from './lib/pgbench.js';
 import { runMain, tempDir } from './lib/proc.js';
@@ -91,6 +91,7 @@ async function load(direct: PgTarget, viaProxy: PgTarget): Promise<void> {
       await p.query(`INSERT INTO enc (id, secret) VALUES ${values}`, ids.flatMap((id) => [id, SECRET.slice(0, -4) + id]));
     }
   });
+  await withClient(direct, (d) => settleTables(d, ['enc', 'plain']));
 }
 
 /** Fails the run unless pgcmek decrypts `enc` and the server stores only envelopes in it. */

@@ -33,7 +33,7 @@ import { parseArgs } from 'node:util';
 import postgres from 'postgres';
 import { COMMON_OPTIONS, commonArgs, positiveInt } from './lib/args.js';
 import { runCells } from './lib/cells.js';
-import { withClient } from './lib/client.js';
+import { settleTables, withClient } from './lib/client.js';
 import { startPgAndPgcmek } from './lib/pg-pgcmek.js';
 import type { PgTarget, QueryMode } from './lib/pgbench.js';
 import { runMain, tempDir } from './lib/proc.js';
@@ -102,14 +102,14 @@ async function load(direct: PgTarget, viaProxy: PgTarget, rows: number): Promise
   } finally {
     await sql.end();
   }
-  await withClient(direct, (d) =>
-    d.query(`
+  await withClient(direct, async (d) => {
+    await d.query(`
       CREATE UNIQUE INDEX api_token_token_hash_key ON api_token (token_hash);
       CREATE UNIQUE INDEX api_token_plain_hash_key ON api_token (plain_hash);
       CREATE UNIQUE INDEX plain_token_token_hash_key ON plain_token (token_hash);
-      ANALYZE api_token; ANALYZE plain_token;
-    `),
-  );
+    `);
+    await settleTables(d, ['api_token', 'plain_token']);
+  });
 }
 
 /** Fails the run unless the column holds envelopes, lookups through pgcmek find their rows, and the plan is an index scan. */

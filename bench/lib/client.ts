@@ -12,3 +12,14 @@ export async function withClient<R>(t: PgTarget | string, fn: (c: pg.Client) => 
     await c.end();
   }
 }
+
+/**
+ * After loading: VACUUM (sets hint bits and the visibility map, so no cell pays
+ * for the first read of each row) and ANALYZE the tables, then CHECKPOINT, so
+ * neither autovacuum's pass over freshly loaded tables nor a checkpoint lands
+ * in the middle of a measured run (as pgbench -i vacuums before pgbench runs).
+ */
+export async function settleTables(c: pg.Client, tables: readonly string[]): Promise<void> {
+  for (const t of tables) await c.query(`VACUUM (ANALYZE) ${t}`);
+  await c.query('CHECKPOINT');
+}
