@@ -29,7 +29,8 @@ export class ClockCache<K, V> {
   private readonly keys: (K | undefined)[] = [];
   private readonly values: (V | undefined)[] = [];
   private readonly weights: number[] = [];
-  private readonly used: Uint8Array;
+  /** Grows with the ring (a bound like 1e9 must not allocate up front). */
+  private used: Uint8Array;
   /** Slots emptied by delete() or by a weight eviction, reused before the ring grows. */
   private readonly free: number[] = [];
   private hand = 0;
@@ -40,7 +41,7 @@ export class ClockCache<K, V> {
   constructor(private readonly o: ClockCacheOptions<K, V>) {
     this.maxEntries = Math.max(0, Math.floor(o.maxEntries));
     this.maxWeight = o.maxWeight ?? Infinity;
-    this.used = new Uint8Array(this.maxEntries);
+    this.used = new Uint8Array(Math.min(this.maxEntries, 64));
   }
 
   get size(): number {
@@ -92,7 +93,7 @@ export class ClockCache<K, V> {
       if (old !== value) this.o.onEvict?.(key, old);
     } else {
       i = this.free.pop();
-      if (i === undefined) i = this.keys.length < this.maxEntries ? this.keys.length : this.evictOne();
+      if (i === undefined) i = this.keys.length < this.maxEntries ? this.grow() : this.evictOne();
       this.keys[i] = key;
       this.values[i] = value;
       this.weights[i] = w;
@@ -129,6 +130,17 @@ export class ClockCache<K, V> {
 
   *entries(): IterableIterator<[K, V]> {
     for (const [k, i] of this.slotOf) yield [k, this.values[i]!];
+  }
+
+  /** A new slot at the end of the ring. */
+  private grow(): number {
+    const i = this.keys.length;
+    if (i === this.used.length) {
+      const next = new Uint8Array(Math.min(this.maxEntries, i * 2));
+      next.set(this.used);
+      this.used = next;
+    }
+    return i;
   }
 
   /** Frees the slot the hand settles on (passing over used entries once), skipping `keep`; returns it. */

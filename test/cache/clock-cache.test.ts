@@ -93,6 +93,13 @@ describe('ClockCache', () => {
     expect(none).toEqual(['a']);
   });
 
+  test('a bound as large as the config allows allocates nothing up front and grows with its entries', () => {
+    const c = new ClockCache<number, number>({ maxEntries: Number.MAX_SAFE_INTEGER });
+    for (let i = 0; i < 10_000; i++) c.set(i, i);
+    expect(c.size).toBe(10_000);
+    for (let i = 0; i < 10_000; i += 997) expect(c.get(i)).toBe(i);
+  });
+
   test('matches a reference model under random operations (size, membership, weights)', () => {
     let seed = 42;
     const rnd = (n: number) => {
