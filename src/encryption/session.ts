@@ -28,7 +28,7 @@ import { RewriteError } from './searchable-sql.js';
 import { SessionCatalog } from './session-catalog.js';
 import { ResultRows } from './result-rows.js';
 import { rewriteRefusal, SearchableStatements, type UnnamedParse, type Widened } from './searchable-session.js';
-import { NameMap, NameSet } from '../proxy/names.js';
+import { NameMap } from '../proxy/names.js';
 
 const FRONTEND = [F.Query, F.Parse, F.Bind, F.Execute, F.Describe, F.Close, F.Sync, F.Flush, F.CopyData, F.CopyDone, F.CopyFail];
 const BACKEND = [
@@ -51,7 +51,7 @@ export class EncryptionSession implements Interceptor {
   private unnamedParse: UnnamedParse | undefined;
   private readonly searchable: SearchableStatements;
   /** Statements whose text names a configured table: their results need a RowDescription. */
-  private readonly readsMapped = new NameSet();
+  private readonly readsMapped = new NameMap<true>();
   /** Portal → its statement, bound without a known RowDescription and not described by the client yet. */
   private readonly undescribed = new NameMap<string>();
   private readonly copies: CopyStreams;
@@ -251,7 +251,7 @@ export class EncryptionSession implements Interceptor {
     if (checked) return this.refuse(ctx, checked);
     if (names === undefined || names.length > 0) this.stmtNames.set(parse.name, names);
     if (plan.isDdl) this.ddl = true;
-    this.readsMapped.add(parse.name);
+    this.readsMapped.set(parse.name, true);
     const failed = (e: unknown): Verdict => this.refuse(ctx, e instanceof RewriteError ? rewriteRefusal(e, plan) : writeFailure(e));
     try {
       const rw = this.searchable.parseRewrite(text, plan, parse.paramTypes, parse.name);

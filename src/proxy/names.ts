@@ -51,34 +51,3 @@ export class NameMap<V> {
   }
 }
 
-/** The same for a set of names. */
-export class NameSet {
-  private readonly named = new Set<string>();
-  private hasUnnamed = false;
-
-  get size(): number {
-    return this.named.size + (this.hasUnnamed ? 1 : 0);
-  }
-
-  has(name: string): boolean {
-    return name === '' ? this.hasUnnamed : this.named.has(name);
-  }
-
-  add(name: string): this {
-    if (name === '') this.hasUnnamed = true;
-    else this.named.add(name);
-    return this;
-  }
-
-  delete(name: string): boolean {
-    if (name !== '') return this.named.delete(name);
-    const had = this.hasUnnamed;
-    this.hasUnnamed = false;
-    return had;
-  }
-
-  clear(): void {
-    this.named.clear();
-    this.hasUnnamed = false;
-  }
-}

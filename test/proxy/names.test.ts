@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
-import { NameMap, NameSet } from '../../src/proxy/names.js';
+import { NameMap } from '../../src/proxy/names.js';
 
-describe('NameMap / NameSet: the unnamed entry behaves as any other key', () => {
+describe('NameMap: the unnamed entry behaves as any other key', () => {
   test('NameMap', () => {
     const m = new NameMap<number | undefined>();
     expect(m.has('')).toBe(false);
@@ -19,17 +19,5 @@ describe('NameMap / NameSet: the unnamed entry behaves as any other key', () => 
     m.set('', 3).set('x', 4);
     m.clear();
     expect([m.size, m.has(''), m.has('x')]).toEqual([0, false, false]);
-  });
-
-  test('NameSet', () => {
-    const s = new NameSet();
-    s.add('').add('a');
-    expect([s.has(''), s.has('a'), s.has('b'), s.size]).toEqual([true, true, false, 2]);
-    expect(s.delete('')).toBe(true);
-    expect(s.delete('')).toBe(false);
-    expect(s.size).toBe(1);
-    s.add('');
-    s.clear();
-    expect([s.has(''), s.has('a'), s.size]).toEqual([false, false, 0]);
   });
 });
