@@ -150,11 +150,15 @@ describe('lookups', () => {
     };
     // Interleaved chunks: the machine's load hits every form alike. Per form: the mean per
     // lookup, and the median chunk (load spikes from other processes only slow chunks down).
+    // The forms run in the opposite order on every other chunk, so none always runs first.
     const timeForms = async (named: boolean, rounds: number) => {
       const chunks: Record<string, number[]> = {};
+      let n = 0;
       for (let round = 0; round < rounds; round++) {
         for (let at = 0; at < M; at += 100) {
-          for (const [name, q] of Object.entries(forms)) {
+          const order = Object.entries(forms);
+          if (n++ % 2) order.reverse();
+          for (const [name, q] of order) {
             const part = sample.slice(at, at + 100);
             t = performance.now();
             for (const i of part) {
@@ -170,10 +174,13 @@ describe('lookups', () => {
       return {
         mean: Object.fromEntries(Object.entries(chunks).map(([k, v]) => [k, mean(v)])) as Record<string, number>,
         median: Object.fromEntries(Object.entries(chunks).map(([k, v]) => [k, median(v)])) as Record<string, number>,
+        // Plaintext ÷ form, chunk by chunk: the two chunks of a pair ran back to back under the
+        // same load, so a burst from another process moves both and cancels out of the ratio.
+        pairedRatio: (k: string) => median(chunks.plaintext!.map((p, j) => p / chunks[k]![j]!)),
       };
     };
     await timeForms(true, 1); // warm caches and plans
-    const named = await timeForms(true, 2);
+    const named = await timeForms(true, 3);
     const unnamed = await timeForms(false, 1);
     const rate = (x: Record<string, number>, k: string) => `${x[k]!.toFixed(1)} µs (${(x.plaintext! / x[k]!).toFixed(2)}x)`;
     const line = (label: string, x: Record<string, number>) =>
@@ -184,8 +191,10 @@ describe('lookups', () => {
     console.log(line(`${N} rows, ${M} lookups, prepared, median chunk`, named.median));
     console.log(line(`${N} rows, ${M} lookups, unnamed, mean`, unnamed.mean));
     console.log(line(`${N} rows, ${M} lookups, unnamed, median chunk`, unnamed.median));
+    const paired = named.pairedRatio('slotsDb');
+    console.log(`[searchable] prepared, plaintext ÷ IN (candidates ready), median of paired chunks: ${paired.toFixed(2)}x`);
     // What the database does (index, plan reuse) must match plaintext within the issue's 0.8x bar.
     // The crypto per lookup is printed above; the report discusses it (machine load inflates it).
-    expect(named.median.plaintext! / named.median.slotsDb!).toBeGreaterThanOrEqual(0.8);
+    expect(paired).toBeGreaterThanOrEqual(0.8);
   });
 });
