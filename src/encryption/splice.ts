@@ -34,7 +34,12 @@ export function spliceValues(frame: Buffer, edits: readonly ValueEdit[]): Buffer
 
 /** spliceValues with one edit, without building the list. */
 export function spliceValue(frame: Buffer, from: number, to: number, value: Buffer): Buffer {
-  const n = value.length;
+  return spliceValueFrom(frame, from, to, value, 0, value.length);
+}
+
+/** spliceValue with the new value src[vs, ve) (a run of a larger buffer, as the value cache holds it). */
+export function spliceValueFrom(frame: Buffer, from: number, to: number, src: Uint8Array, vs: number, ve: number): Buffer {
+  const n = ve - vs;
   const size = frame.length + 4 + n - (to - from);
   const out = Buffer.allocUnsafe(size);
   let o = copyRange(frame, 0, from, out, 0);
@@ -42,7 +47,7 @@ export function spliceValue(frame: Buffer, from: number, to: number, value: Buff
   out[o + 1] = n >>> 16;
   out[o + 2] = n >>> 8;
   out[o + 3] = n;
-  o = copyRange(value, 0, n, out, o + 4);
+  o = copyRange(src, vs, ve, out, o + 4);
   copyRange(frame, to, frame.length, out, o);
   out.writeInt32BE(size - 1, 1);
   return out;

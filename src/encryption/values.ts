@@ -2,12 +2,14 @@
 // is UTF-8 text (text/varchar, or a JSON document for json/jsonb), or in binary
 // format the same bytes (jsonb's binary form adds a leading version byte 1).
 // Sync whenever the keyring can work without a remote call; a Promise otherwise.
-import { ClockCache } from '../cache/clock-cache.js';
 import type { ColumnPolicy } from '../config/types.js';
 import { Keyring } from '../crypto/keyring.js';
 import { encryptPathsSync, decryptPathsSync, encryptPaths, decryptPaths, wrapJsonString, unwrapJsonString, JsonPathError } from '../admin/json-paths.js';
 import { JSON_OID, JSONB_OID } from '../catalog/column-types.js';
 import type { SearchableColumnKey } from '../searchable/column-key.js';
+import { ValueCache, type ValueCacheOptions } from './value-cache.js';
+
+export type { ValueCacheOptions } from './value-cache.js';
 
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -34,88 +36,6 @@ export class ValueFormatError extends Error {
 
 function asFormatError(e: unknown): unknown {
   return e instanceof JsonPathError ? new ValueFormatError(`the value is not valid JSON (${e.message})`) : e;
-}
-
-export interface ValueCacheOptions {
-  /** Decrypted values kept (0 = no cache); the oldest entry goes first. */
-  size: number;
-  /** Entry lifetime in ms (0 = no expiry). */
-  ttlMs: number;
-  now?: () => number;
-}
-
-/**
- * Decrypted values by stored envelope: a hot row read again costs a lookup
- * instead of an HMAC and an AES decryption. Found by a small number taken from
- * the token's MAC text (no string of the ~200-byte envelope is built or hashed
- * per read), then the cached envelope is compared with the value in full, so a
- * hit is byte for byte the value that was decrypted and passed its MAC check:
- * header (wrapped DEK, nonce) and token alike. Two values with the same number
- * (2^-30 per pair) just take turns in the slot. Serving by the MAC alone would
- * be unsafe: the same token behind another wrapped DEK (another KEK, or a
- * corrupted header) must fail as it does uncached, not be answered from memory.
- *
- * An entry is one buffer, `stored at (ms, f64) | envelope length (u32) |
- * envelope | plaintext`: a hit reads one run of bytes, which matters when
- * other processes have evicted the cache lines between two reads.
- */
-class ValueCache {
-  /** CLOCK eviction: a hit sets a bit, a miss never walks the Map's holes (clock-cache.ts). */
-  private readonly map: ClockCache<number, CacheEntry>;
-  private readonly now: () => number;
-  constructor(private readonly o: ValueCacheOptions) {
-    this.now = o.now ?? Date.now;
-    this.map = new ClockCache({ maxEntries: o.size });
-  }
-  get(value: Buffer): Buffer | undefined {
-    return this.getAt(value, 0, value.length);
-  }
-  /** As get() for the value src[start, end), without a Buffer of it (a DataRow field in place). */
-  getAt(src: Buffer, start: number, end: number): Buffer | undefined {
-    const slot = slotOf(src, start, end);
-    const e = this.map.get(slot);
-    if (e === undefined) return undefined;
-    const n = end - start;
-    const b = e.buf;
-    if (b.readUInt32LE(8) !== n || b.compare(src, start, end, ENTRY_HEAD, ENTRY_HEAD + n) !== 0) return undefined;
-    if (this.o.ttlMs > 0 && this.now() - b.readDoubleLE(0) > this.o.ttlMs) {
-      this.map.delete(slot);
-      return undefined;
-    }
-    return e.pt;
-  }
-  set(value: Buffer, pt: Buffer): void {
-    const n = value.length;
-    const buf = Buffer.allocUnsafeSlow(ENTRY_HEAD + n + pt.length);
-    buf.writeDoubleLE(this.now(), 0);
-    buf.writeUInt32LE(n, 8);
-    value.copy(buf, ENTRY_HEAD);
-    pt.copy(buf, ENTRY_HEAD + n);
-    this.map.set(slotOf(value, 0, n), { buf, pt: buf.subarray(ENTRY_HEAD + n) });
-  }
-  clear(): void {
-    this.map.clear();
-  }
-}
-
-const ENTRY_HEAD = 12;
-
-/** `buf` as described on ValueCache; `pt` its plaintext part, made once (a hit allocates nothing). */
-interface CacheEntry {
-  buf: Buffer;
-  pt: Buffer;
-}
-
-/**
- * A 30-bit number (a V8 small integer: no allocation, cheap to hash) from 8
- * characters of the token's MAC text, just before its final group that may hold
- * padding. A MAC is random-looking, so values spread evenly.
- */
-function slotOf(v: Buffer, valueStart: number, valueEnd: number): number {
-  const end = valueEnd - 4;
-  let h = 0;
-  for (let i = Math.max(valueStart, end - 8); i < end; i++) h = (Math.imul(h, 31) + v[i]!) | 0;
-  return h & 0x3fffffff;
 }
 
 export class ValueCodec {
@@ -173,10 +93,30 @@ export class ValueCodec {
   }
 
   /**
+   * Where the cached plaintext of the text field frame[start, end) is, as an
+   * offset into cachedBytes() (its length: cachedLength()); -1 when it is not
+   * cached. The hot read path: nothing is allocated. Valid until the next call
+   * into this codec. `_policy` names the column (CountingCodec counts by it).
+   */
+  cachedAt(frame: Buffer, start: number, end: number, _policy: ColumnPolicy): number {
+    return this.cache === undefined ? -1 : this.cache.find(frame, start, end);
+  }
+
+  /** The buffer cachedAt()'s offsets point into. */
+  cachedBytes(): Buffer {
+    return this.cache!.bytes();
+  }
+
+  cachedLength(): number {
+    return this.cache!.foundLength;
+  }
+
+  /**
    * decryptText of the text field frame[start, end) that starts with the
    * envelope prefix; undefined when it stays as it is. A cached value is found
    * in place: no Buffer of the field is made unless it must be decrypted.
-   * `_policy` names the column (CountingCodec counts by it).
+   * A cached plaintext comes back as a view of the cache, valid only until
+   * the next call into this codec: copy it to keep it longer.
    */
   decryptTextAt(frame: Buffer, start: number, end: number, _policy: ColumnPolicy): MaybePromise<Buffer> | undefined {
     const hit = this.cache?.getAt(frame, start, end);
@@ -190,8 +130,8 @@ export class ValueCodec {
     if (!Keyring.isEncrypted(value)) return value;
     const cache = this.cache;
     if (!cache) return this.keyring.tryDecryptSync(value) ?? this.keyring.decryptBytes(value);
-    const hit = cache.get(value);
-    if (hit) return hit;
+    const hit = cache.getAt(value, 0, value.length);
+    if (hit) return Buffer.from(hit); // a copy: the cache's view changes with its next entry
     const pt = this.keyring.tryDecryptSync(value);
     if (pt) {
       cache.set(value, pt);

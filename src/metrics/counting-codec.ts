@@ -1,7 +1,7 @@
 // The value codec the proxy uses when it runs as a service: the plain one, plus
 // per-column counts of values encrypted and decrypted and of failures by reason.
 // Every value of a configured column goes through encrypt/encryptSearchable/
-// decrypt/decryptTextAt here, so this is the one place that sees them all (Bind, literals,
+// decrypt/decryptTextAt/cachedAt here, so this is the one place that sees them all (Bind, literals,
 // COPY, DataRow, COPY TO); the cost is one WeakMap lookup next to an AES+HMAC.
 // A searchable column's lookup candidates are not writes and are not counted.
 import type { ColumnPolicy } from '../config/types.js';
@@ -101,6 +101,13 @@ export class CountingCodec extends ValueCodec {
     // The same Buffer back: legacy plaintext, passed through.
     if (r !== value) counts.decrypted++;
     return r;
+  }
+
+  /** A cached text field of a DataRow: a decryption served from memory. */
+  override cachedAt(frame: Buffer, start: number, end: number, policy: ColumnPolicy): number {
+    const at = super.cachedAt(frame, start, end, policy);
+    if (at >= 0) this.stats.column(policy).decrypted++;
+    return at;
   }
 
   /** A text field of a DataRow, decrypted in place (undefined: legacy plaintext, not a decryption). */
