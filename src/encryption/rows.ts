@@ -110,30 +110,19 @@ export function decryptDataRow(frame: Buffer, plan: RowPlan, codec: ValueCodec, 
     const end = len > 0 ? start + len : start;
     if (visits[v]!.index === i) {
       const field = visits[v++]!.field;
-      if (len >= 0 && field !== undefined && field.shape === 'text' && hasPrefixAt(frame, start, end)) {
-        // Most reads of a hot row: the plaintext is spliced straight from the value cache.
-        const c = codec.cachedAt(frame, start, end, field.policy);
-        if (c >= 0) {
-          const bytes = codec.cachedBytes();
-          const n = codec.cachedLength();
-          if (visits.length === 1) return spliceValueFrom(frame, at, end, bytes, c, c + n);
-          // The next field's decryption may overwrite the cache's bytes: keep a copy.
-          const copy = Buffer.allocUnsafe(n);
-          bytes.copy(copy, 0, c, c + n);
-          if (value === undefined) {
-            from = at;
-            to = end;
-            value = copy;
-          } else {
-            (more ??= []).push({ from: at, to: end, value: copy });
-          }
-          at = end;
-          continue;
-        }
+      let r: MaybePromise<Buffer> | undefined;
+      // Most reads of a hot row: the plaintext is spliced straight from the value cache.
+      const c = len >= 0 && field !== undefined && field.shape === 'text' && hasPrefixAt(frame, start, end) ? codec.cachedAt(frame, start, end, field.policy) : -1;
+      if (c >= 0) {
+        const bytes = codec.cachedBytes();
+        const n = codec.cachedLength();
+        if (visits.length === 1) return spliceValueFrom(frame, at, end, bytes, c, c + n);
+        r = Buffer.allocUnsafe(n); // the next field's decryption may overwrite the cache's bytes
+        bytes.copy(r, 0, c, c + n);
+      } else {
+        r = len < 0 ? undefined : field ? decryptField(frame, start, end, field, codec, kept) : decryptUnmapped(frame, start, end, codec);
+        if (r !== undefined && visits.length > 1 && !(r instanceof Promise)) r = Buffer.from(r); // a view of the cache, as above
       }
-      let r = len < 0 ? undefined : field ? decryptField(frame, start, end, field, codec, kept) : decryptUnmapped(frame, start, end, codec);
-      // A cached plaintext is a view of the cache that the next field's decryption may overwrite.
-      if (r !== undefined && visits.length > 1 && !(r instanceof Promise)) r = Buffer.from(r);
       if (r !== undefined) {
         if (value === undefined) {
           from = at;

@@ -71,6 +71,22 @@ describe('decryptDataRow', () => {
     expect(planRows(shape([{ oid: T1, attr: 1 }, { oid: 0, attr: 0 }]), catalog(policy()), false)).toBeNull();
   });
 
+  it('a cached field, then a field whose decryption replaces it in the cache: the first value is kept intact', async () => {
+    const tiny = new ValueCodec(keyring, { size: 1, ttlMs: 0 });
+    const plan = planRows(full(), catalog(policy()), false)!;
+    const one = planRows(shape([{ oid: T1, attr: 1 }, { oid: T1, attr: 2 }]), catalog(policy()), false)!;
+    const s = await enc('first-secret');
+    const t = await enc('second-token');
+    for (let k = 0; k < 3; k++) {
+      // One cached field alone is spliced straight from the cache; `s` is then the one value cached.
+      const single = decryptDataRow(encodeDataRow([b('2'), s]), one, tiny, () => {}) as Buffer;
+      expect(decodeDataRow(single).map((v) => v?.toString('utf8'))).toEqual(['2', 'first-secret']);
+      // A hit on `s`, then `t` is decrypted and takes its place (and wipes its bytes).
+      const out = decryptDataRow(encodeDataRow([b('1'), s, b('n'), t]), plan, tiny, () => {}) as Buffer;
+      expect(decodeDataRow(out).map((v) => v?.toString('utf8'))).toEqual(['1', 'first-secret', 'n', 'second-token']);
+    }
+  });
+
   it('decrypts every planned field; other fields, NULLs and empty values keep their bytes', async () => {
     const plan = planRows(full(), catalog(policy()), false)!;
     const frame = encodeDataRow([b('42'), await enc('s3cret'), b('a note with cmek:v1: inside'), await enc('tok_é🔑')]);
