@@ -5,7 +5,7 @@
 // Sync fast paths exist because the proxy rewrites messages in place: with a
 // warm DEK (or the local backend) nothing awaits.
 import type { DekPolicy, KekConfig } from '../config/types.js';
-import { decodeStrict, encodePadded } from './base64url.js';
+import { decodeStrict, paddedLength, writePadded } from './base64url.js';
 import { DekCache, DekWriter, type Clock, type DekCacheStats, type WriteDek } from './dek-cache.js';
 import {
   backendName,
@@ -408,11 +408,13 @@ export class Keyring {
   }
 }
 
+/** header + token text, the token encoded straight into the value (no string of it is made). */
 function seal(d: WriteDek, pt: Buffer): Buffer {
-  const token = encodePadded(encryptRaw(d.key, pt));
-  const out = Buffer.allocUnsafe(d.header.length + token.length);
+  const raw = encryptRaw(d.key, pt);
+  const h = d.header.length;
+  const out = Buffer.allocUnsafe(h + paddedLength(raw.length));
   d.header.copy(out, 0);
-  out.write(token, d.header.length, 'latin1');
+  writePadded(raw, 0, raw.length, out, h);
   return out;
 }
 

@@ -8,10 +8,9 @@
 // halves, so two different plaintexts get unrelated IVs: unlike a fixed IV,
 // CBC then leaks nothing about shared prefixes, only whole-value equality.
 import { hkdfSync } from 'node:crypto';
-import { encodePadded } from '../crypto/base64url.js';
+import { encodePadded, paddedLength, writePadded } from '../crypto/base64url.js';
 import { encryptRaw, FernetKey } from '../crypto/fernet.js';
 import { HMAC_BYTES, HmacSha256Key } from '../crypto/hmac-sha256.js';
-import { paddedLength, writePadded } from './base64.js';
 
 export const IV_INFO = 'cmek-searchable-iv';
 export const CHECK_INFO = 'cmek-searchable-check';

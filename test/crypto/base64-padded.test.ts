@@ -1,7 +1,7 @@
 // The token text written straight into a buffer is byte for byte Node's padded base64url.
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { paddedLength, writePadded } from '../../src/searchable/base64.js';
+import { paddedLength, writePadded } from '../../src/crypto/base64url.js';
 
 const padded = (b: Buffer) => b.toString('base64url') + '='.repeat((3 - (b.length % 3)) % 3);
 
