@@ -86,6 +86,9 @@ export interface Template {
   fixed: { index: number; text: string }[];
   /** Segment index of each carried value, by its start offset in the analysed text. */
   carried: Map<number, number>;
+  /** Texts planned from this template, and text-cache hits on those texts (SqlAnalyzer's admission). */
+  derived: number;
+  reused: number;
 }
 
 /** Index of the segment starting at `at`, or -1. */
@@ -135,7 +138,7 @@ export function buildTemplate(plan: SqlPlan, deps: Dependency[], masked: MaskedT
     if (reads.present.has(seg.start) && !reads.read.has(seg.start)) return;
     fixed.push({ index, text: masked.source.slice(seg.start, seg.end) });
   });
-  const t: Template = { plan, deps, segments, fixed, carried };
+  const t: Template = { plan, deps, segments, fixed, carried, derived: 0, reused: 0 };
   return plan.kind === 'passthrough' || sameValue(rebase(t, bytes, masked), plan) ? t : undefined;
 }
 

@@ -14,6 +14,26 @@ describe('cache', () => {
     expect(a.stats).toMatchObject({ hits: 2, misses: 1 });
   });
 
+  test('a shape whose literal changes every time stops filling the text cache; texts that come back are still cached', () => {
+    const a = makeAnalyzer(CATALOG, { cacheSize: 10_000 });
+    const lookup = (i: number) => `SELECT id FROM users WHERE email = 'user${i}@example.com'`;
+    for (let i = 0; i < 2_000; i++) {
+      const plan = expectPlan(a.analyze(lookup(i)));
+      expect(plan.literals).toHaveLength(0); // email is not encrypted: nothing to rewrite, but the plan is right
+    }
+    expect(a.stats.shapeHits).toBe(1_998); // every text after the first two was planned from the shape
+    // 64 admitted freely, then one in 16 as a probe: ~180, not 2,000.
+    expect(a.cachedEntries).toBeLessThan(250);
+    // A shape whose texts do come back keeps being cached: every one of them is then a hit.
+    const b = makeAnalyzer(CATALOG, { cacheSize: 10_000 });
+    const insert = (i: number) => `INSERT INTO users (ssn) VALUES ('${i % 100}')`;
+    for (let i = 0; i < 1_000; i++) b.analyze(insert(i));
+    expect(b.cachedEntries).toBe(100);
+    const hits = b.stats.hits;
+    for (let i = 0; i < 1_000; i++) b.analyze(insert(i));
+    expect(b.stats.hits - hits).toBe(1_000);
+  });
+
   test('a catalog change invalidates plans that depended on the column order', () => {
     const catalog: Record<string, string[]> = { ...CATALOG };
     const a = makeAnalyzer(catalog);
