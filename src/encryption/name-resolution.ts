@@ -31,7 +31,7 @@ import { decodeDataRow } from '../protocol/backend/data-row.js';
 import { BackendCode as B } from '../protocol/codes.js';
 import { encodeQuery } from '../protocol/frontend/query.js';
 import type { InterceptContext } from '../proxy/interceptor.js';
-import type { RewritePlan, SqlPlan, SqlRejection } from '../sql/types.js';
+import type { RewritePlan, SqlPlan, SqlRejection, TableRef } from '../sql/types.js';
 
 /** Statements that can change where unqualified names resolve. */
 const PATH_WORDS = /search_path|set_config|\bset\s+(?:session\s+|local\s+)?role\b|\bsession\s+authorization\b|\breset\s+(?:all|role)\b|\bdiscard\s+(?:all|temp)/i;
@@ -224,15 +224,25 @@ const WRITE_WORDS = /\b(?:insert|update|merge)\b/i;
  */
 export function writeNames(plan: SqlPlan, text: Buffer): string[] | undefined {
   if (plan.kind !== 'plan') return [];
-  // Plans are cached by text in the analyzer and shared: so are their names.
-  if (namesOfPlan.has(plan)) return namesOfPlan.get(plan);
+  // Keyed by the plan's tablesTouched array: every plan the analyzer rebases from
+  // one shape's template shares it (sql/templates.ts), so a statement sent with a
+  // new literal each time computes its names once per shape, not per text. What
+  // they depend on is the same across a shape (see computeWriteNames).
+  const key = plan.tablesTouched;
+  if (namesOfPlan.has(key)) return namesOfPlan.get(key);
   const names = computeWriteNames(plan, text);
-  namesOfPlan.set(plan, names);
+  namesOfPlan.set(key, names);
   return names;
 }
 
-const namesOfPlan = new WeakMap<RewritePlan, string[] | undefined>();
+const namesOfPlan = new WeakMap<readonly TableRef[], string[] | undefined>();
 
+/**
+ * Texts of one shape differ only in literal values and comments, and neither can
+ * make a statement write: the counts of values to rewrite, the statement types
+ * and the tables are the shape's own. WRITE_WORDS may also match inside a literal
+ * or a comment; that only errs toward checking names.
+ */
 function computeWriteNames(plan: RewritePlan, text: Buffer): string[] | undefined {
   const writes =
     plan.params.size > 0 ||

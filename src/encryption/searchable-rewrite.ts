@@ -15,8 +15,13 @@ import { RewriteError, valuesOf, type SiteShape, type StatementShape, type Value
 export interface Edit {
   start: number;
   end: number;
-  text: string;
+  /** The replacement: text, or bytes already encoded (a candidate literal, spliced as is). */
+  text: string | Buffer;
 }
+
+/** A value's quoted candidate, as text or as its (ASCII) bytes. */
+export type Candidate = string | Buffer;
+const asText = (c: Candidate): string => (typeof c === 'string' ? c : c.toString('latin1'));
 
 /** Bind fills one value's candidate slots: of client parameter `src`, or of a literal of the statement. */
 export interface ScalarFill {
@@ -103,7 +108,7 @@ function siteEdits(bytes: Buffer, shape: SiteShape, texts: (v: ValueSpot) => str
 export function literalEdits(
   bytes: Buffer,
   sites: readonly PredicateSite[],
-  texts: (site: PredicateSite, literal: string) => string[],
+  texts: (site: PredicateSite, literal: string) => Candidate[],
   shape: () => StatementShape,
 ): Edit[] {
   const edits: Edit[] = [];
@@ -125,7 +130,7 @@ export function literalEdits(
       for (const v of values) edits.push({ ...v.token, text: pick(v)[0]! });
       return;
     }
-    edits.push(...siteEdits(bytes, shape().sites[i]!.shape, pick));
+    edits.push(...siteEdits(bytes, shape().sites[i]!.shape, (v) => pick(v).map(asText)));
   });
   return edits;
 }

@@ -36,11 +36,11 @@ export class SearchableColumnKey {
   }
 
   /**
-   * `candidates()` as SQL string literals, for statements sent as text. An
-   * empty string kept plain is `''`.
+   * `candidates()` as SQL string literals (bytes), for statements sent as
+   * text. An empty string kept plain is `''`.
    */
-  quotedCandidates(pt: Buffer): string[] {
-    return this.keepsPlain(pt) ? ["''"] : this.group.quotedCandidates(pt);
+  quotedCandidates(pt: Buffer): Buffer[] {
+    return this.keepsPlain(pt) ? [Buffer.from("''")] : this.group.quotedCandidates(pt);
   }
 
   /**

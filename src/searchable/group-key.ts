@@ -19,8 +19,6 @@ export interface Wrapping {
   wrapped: WrappedDek;
   /** `cmek:v1:<wrapped_dek>|<nonce>|` as bytes. */
   header: Buffer;
-  /** The same as text (ASCII: base64url parts), for SQL literals. */
-  headerText: string;
   /** The header without prefix and final `|` (the keyring's DEK-cache id; compared with values). */
   id: string;
   /** `local:<hex id>` etc., safe to log. */
@@ -36,7 +34,6 @@ export function makeWrapping(w: WrappedDek, verified: boolean, activeAt: number)
   return {
     wrapped: w,
     header: Buffer.from(text, 'latin1'),
-    headerText: text,
     id: text.slice(PREFIX.length, -1),
     label: `${backendName(w.tag)}:${kekIdLabel(w.tag, w.kekId)}`,
     verified,
@@ -47,6 +44,9 @@ export function makeWrapping(w: WrappedDek, verified: boolean, activeAt: number)
 export function sameKek(a: WrappedDek, b: { tag: number; kekId: Buffer }): boolean {
   return a.tag === b.tag && a.kekId.equals(b.kekId);
 }
+
+/** `'`: candidates for SQL text are quoted literals. */
+const QUOTE = 0x27;
 
 export class GroupKey {
   /** Oldest first. */
@@ -80,20 +80,24 @@ export class GroupKey {
   /**
    * Values of `pt` under each of `headers`, in one allocation: header, then
    * the token text, which is computed (or found in the cache) once and copied
-   * behind the other headers.
+   * behind the other headers. `quote`: each value between single quotes, as a
+   * SQL literal (a value is ASCII without quotes or backslashes: `cmek:v1:`,
+   * base64url, `|`, `=`; it needs no escaping).
    */
-  private seal(pt: Buffer, headers: readonly Buffer[]): Buffer[] {
+  private seal(pt: Buffer, headers: readonly Buffer[], quote = false): Buffer[] {
     const cache = this.tokens;
     const h = cache.enabled ? cache.fingerprint(pt) : 0;
     const cached = h === 0 ? -1 : cache.find(pt, h);
     const tlen = tokenTextLength(pt.length);
+    const q = quote ? 1 : 0;
     let total = 0;
-    for (const hd of headers) total += hd.length + tlen;
+    for (const hd of headers) total += hd.length + tlen + 2 * q;
     const buf = Buffer.allocUnsafe(total);
     const out: Buffer[] = new Array(headers.length);
-    const first = headers[0]!.length;
+    const first = q + headers[0]!.length;
     // TypedArray set(): Buffer.copy's argument handling costs more than these short copies.
-    buf.set(headers[0]!, 0);
+    if (quote) buf[0] = QUOTE;
+    buf.set(headers[0]!, q);
     if (cached >= 0) {
       const t = cache.tokens();
       for (let i = 0; i < tlen; i++) buf[first + i] = t[cached + i]!;
@@ -101,13 +105,17 @@ export class GroupKey {
       this.key.writeToken(pt, buf, first);
       if (h !== 0) cache.offer(pt, h, buf, first, first + tlen);
     }
-    out[0] = buf.subarray(0, first + tlen);
-    for (let i = 1, at = first + tlen; i < headers.length; i++) {
+    if (quote) buf[first + tlen] = QUOTE;
+    out[0] = buf.subarray(0, first + tlen + q);
+    for (let i = 1, at = first + tlen + q; i < headers.length; i++) {
       const hd = headers[i]!;
-      buf.set(hd, at);
-      buf.copyWithin(at + hd.length, first, first + tlen);
-      out[i] = buf.subarray(at, at + hd.length + tlen);
-      at += hd.length + tlen;
+      if (quote) buf[at] = QUOTE;
+      buf.set(hd, at + q);
+      buf.copyWithin(at + q + hd.length, first, first + tlen);
+      const end = at + q + hd.length + tlen;
+      if (quote) buf[end] = QUOTE;
+      out[i] = buf.subarray(at, end + q);
+      at = end + q;
     }
     return out;
   }
@@ -172,17 +180,12 @@ export class GroupKey {
 
   /**
    * The candidates as SQL string literals, for statements sent as text (simple
-   * protocol): `'<header><token>'` per wrapping. A value is ASCII without quotes
-   * or backslashes (`cmek:v1:`, base64url, `|`, `=`), so it needs no escaping,
-   * and the text is built from the header and token strings without a buffer.
+   * protocol): `'<header><token>'` per wrapping, as bytes spliced straight into
+   * the statement.
    */
-  quotedCandidates(pt: Buffer): string[] {
-    const n = this.wraps.length;
-    if (n === 0) throw new SearchableKeyError(`searchable key ${this.name} has no wrapping`);
-    const token = this.token(pt);
-    const out: string[] = new Array(n);
-    for (let i = 0; i < n; i++) out[i] = `'${this.wraps[i]!.headerText}${token}'`;
-    return out;
+  quotedCandidates(pt: Buffer): Buffer[] {
+    if (this.wraps.length === 0) throw new SearchableKeyError(`searchable key ${this.name} has no wrapping`);
+    return this.seal(pt, this.headers, true);
   }
 
   /** The wrapping a stored value's header is, or undefined (legacy plaintext, another key, random encryption). */

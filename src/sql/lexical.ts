@@ -177,20 +177,29 @@ export function quoteLiteral(value: string): string {
 }
 
 /** Replace byte ranges of `sql` with new text, leaving every other byte alone. */
-export function spliceLiterals(sql: Buffer, replacements: readonly { start: number; end: number; text: string }[]): Buffer {
+export function spliceLiterals(sql: Buffer, replacements: readonly { start: number; end: number; text: string | Buffer }[]): Buffer {
   if (replacements.length === 0) return sql;
-  const sorted = [...replacements].sort((a, b) => a.start - b.start);
-  const parts: Buffer[] = [];
+  const sorted = replacements.length === 1 ? replacements : [...replacements].sort((a, b) => a.start - b.start);
+  // One allocation: the size first, then every piece copied (or encoded) into place.
+  let size = sql.length;
   let pos = 0;
   for (const r of sorted) {
     if (r.start < pos || r.end < r.start || r.end > sql.length) {
       throw new RangeError(`bad replacement range [${r.start}, ${r.end}) in ${sql.length} bytes`);
     }
-    parts.push(sql.subarray(pos, r.start), Buffer.from(r.text, 'utf8'));
+    size += (typeof r.text === 'string' ? Buffer.byteLength(r.text, 'utf8') : r.text.length) - (r.end - r.start);
     pos = r.end;
   }
-  parts.push(sql.subarray(pos));
-  return Buffer.concat(parts);
+  const out = Buffer.allocUnsafe(size);
+  let o = 0;
+  pos = 0;
+  for (const r of sorted) {
+    o += sql.copy(out, o, pos, r.start);
+    o += typeof r.text === 'string' ? out.write(r.text, o, 'utf8') : r.text.copy(out, o);
+    pos = r.end;
+  }
+  sql.copy(out, o, pos);
+  return out;
 }
 
 /** 1-based character position of a byte offset (ErrorResponse field P counts characters). */

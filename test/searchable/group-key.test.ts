@@ -131,12 +131,23 @@ describe('GroupKey', () => {
     const { g, w1, w2, p2 } = setup();
     g.setWrappings([w1, w2], p2);
     for (const pt of ['x', '', "it's", 'back\\slash', 'Grüße 🔑']) {
-      const q = g.quotedCandidates(Buffer.from(pt));
+      const q = g.quotedCandidates(Buffer.from(pt)).map((b) => b.toString('latin1'));
       expect(q).toEqual(g.candidates(Buffer.from(pt)).map((c) => quoteLiteral(c.toString('utf8'))));
       expect(q.every((l) => /^'cmek:v1:[A-Za-z0-9_|=-]+'$/.test(l))).toBe(true);
     }
+    // Three wrappings, the token from the cache on later calls: each literal is whole and only its own.
+    const dek = randomBytes(32);
+    const cached = new GroupKey('column:"public"."t"."d"', new DeterministicKey(dek), () => 0, 16);
+    const wraps = [randomBytes(32), randomBytes(32), randomBytes(32)].map((k) => makeWrapping(LocalKekBackend.fromKeys([k]).wrapSync(dek), true, -Infinity));
+    cached.setWrappings(wraps, { tag: wraps[0]!.wrapped.tag, kekId: wraps[0]!.wrapped.kekId });
+    for (let i = 0; i < 3; i++) {
+      const q = cached.quotedCandidates(Buffer.from('cached')).map((b) => b.toString('latin1'));
+      expect(q).toEqual(cached.candidates(Buffer.from('cached')).map((c) => quoteLiteral(c.toString('utf8'))));
+      expect(q.map((l) => l.slice(1, wraps[0]!.header.length + 1))).toEqual(wraps.map((w) => w.header.toString('latin1')));
+    }
+    expect(cached.cacheStats().hits).toBeGreaterThan(0);
     const col = new SearchableColumnKey({ schema: 'public', table: 't', column: 'c', encryptEmpty: false }, g, 3);
-    expect(col.quotedCandidates(Buffer.alloc(0))).toEqual(["''"]);
+    expect(col.quotedCandidates(Buffer.alloc(0)).map(String)).toEqual(["''"]);
     const enc = new SearchableColumnKey({ schema: 'public', table: 't', column: 'c', encryptEmpty: true }, g, 3);
     expect(enc.quotedCandidates(Buffer.alloc(0))).toEqual(g.quotedCandidates(Buffer.alloc(0)));
   });
