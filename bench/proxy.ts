@@ -32,7 +32,7 @@ import { startNodeRelay } from './lib/node-relay.js';
 import { onCleanup, runMain } from './lib/proc.js';
 import type { ProcStat } from './lib/procstat.js';
 import { procStat } from './lib/procstat.js';
-import { ratio, summarize, type Summary } from './lib/stats.js';
+import { medianPairedRatio, ratio, summarize, type Summary } from './lib/stats.js';
 
 interface Target {
   name: 'direct' | 'pgbouncer' | 'node-pipe' | 'pgcmek';
@@ -203,6 +203,9 @@ async function main(): Promise<void> {
       clients: c.clients,
       tpsPgcmekOverDirect: ratio(p.tps, d.tps),
       tpsPgcmekOverPgbouncer: b ? ratio(p.tps, b.tps) : Number.NaN,
+      // The targets of a cell run back to back in each round: the median of those ratios shrugs off one disturbed run.
+      tpsPgcmekOverDirectMedianRound: medianPairedRatio(p.tpsRounds, d.tpsRounds),
+      tpsPgcmekOverPgbouncerMedianRound: b ? medianPairedRatio(p.tpsRounds, b.tpsRounds) : Number.NaN,
       tpsPgcmekOverNodePipe: n ? ratio(p.tps, n.tps) : Number.NaN,
       tpsNodePipeOverPgbouncer: n && b ? ratio(n.tps, b.tps) : Number.NaN,
       p50PgcmekOverDirect: ratio(p.latencyMs.p50, d.latencyMs.p50),
@@ -241,6 +244,11 @@ async function main(): Promise<void> {
     lines.push(
       `${r.mode.padEnd(9)} ${String(r.clients).padStart(7)}  ${fmt(r.tpsPgcmekOverDirect, 2).padStart(17)}  ${fmt(r.tpsPgcmekOverPgbouncer, 2).padStart(20)}  ${fmt(r.p50PgcmekOverDirect, 2).padStart(17)}  ${fmt(r.p99PgcmekOverDirect, 2).padStart(17)}  ${fmt(r.p50PgcmekOverPgbouncer, 2).padStart(20)}  ${fmt(r.p99PgcmekOverPgbouncer, 2).padStart(20)}  ${fmt(r.tpsPgcmekOverNodePipe, 2).padStart(20)}  ${fmt(r.tpsNodePipeOverPgbouncer, 2).padStart(21)}`,
     );
+  }
+  lines.push('');
+  lines.push('median of per-round tps ratios (targets run back to back in a round)');
+  for (const r of ratios) {
+    lines.push(`${r.mode.padEnd(9)} ${String(r.clients).padStart(7)}  pgcmek/direct ${fmt(r.tpsPgcmekOverDirectMedianRound, 2)}  pgcmek/pgbouncer ${fmt(r.tpsPgcmekOverPgbouncerMedianRound, 2)}`);
   }
   if (mem) lines.push(`\npgcmek (${pgcmek.how}) RSS now ${fmt(mem.rssBytes / 2 ** 20, 1)} MiB, peak ${fmt(mem.peakRssBytes / 2 ** 20, 1)} MiB`);
   if (pgbouncerNote) lines.push(pgbouncerNote);

@@ -57,3 +57,18 @@ export function summarize(values: ArrayLike<number>): Summary {
 export function ratio(a: number, b: number): number {
   return Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : Number.NaN;
 }
+
+/**
+ * The median over rounds of a[i] / b[i]: two targets measured back to back in
+ * each round. A burst of load from outside (another VM on the host) slows both
+ * runs of a round alike and cancels out of its ratio, where it skews a ratio of
+ * means. NaN when no round has both.
+ */
+export function medianPairedRatio(a: readonly number[], b: readonly number[]): number {
+  const rs: number[] = [];
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const r = ratio(a[i]!, b[i]!);
+    if (Number.isFinite(r)) rs.push(r);
+  }
+  return percentile(rs, 50);
+}

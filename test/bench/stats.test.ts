@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { percentile, percentileSorted, ratio, summarize } from '../../bench/lib/stats.js';
+import { medianPairedRatio, percentile, percentileSorted, ratio, summarize } from '../../bench/lib/stats.js';
 
 describe('bench percentile maths', () => {
   it('interpolates linearly between closest ranks (numpy default)', () => {
@@ -35,5 +35,15 @@ describe('bench percentile maths', () => {
     expect(ratio(1, 4)).toBe(0.25);
     expect(ratio(1, 0)).toBeNaN();
     expect(ratio(Number.NaN, 2)).toBeNaN();
+  });
+
+  it('medianPairedRatio: the median of round-by-round ratios, robust to one disturbed round', () => {
+    // Round 3 of the second target was hit by outside load: the ratio of means moves, the median does not.
+    const enc = [80, 82, 81, 79];
+    const plain = [100, 100, 50, 100];
+    expect(ratio(enc.reduce((a, b) => a + b) / 4, plain.reduce((a, b) => a + b) / 4)).toBeCloseTo(0.92, 3);
+    expect(medianPairedRatio(enc, plain)).toBeCloseTo(0.81, 3);
+    expect(medianPairedRatio([1, 2], [2, 0])).toBe(0.5); // a round without a rate is left out
+    expect(medianPairedRatio([], [])).toBeNaN();
   });
 });
