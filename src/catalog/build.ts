@@ -132,6 +132,10 @@ export function buildCatalog(rows: readonly Partial<CatalogRow>[], policies: rea
     usable.set(key(p.schema, p.table), ok);
   }
 
+  // Column names by schema, then table: one frozen array per relation, so the
+  // analyzer's check that a cached plan still matches the catalog (it runs per
+  // statement) is an identity comparison, with no key string or array built.
+  const namesOf = new Map<string, Map<string, readonly string[]>>();
   // Tables and their descendants. A table's own configuration beats an ancestor's.
   for (const rel of tables.values()) {
     if (!TABLE_KINDS.has(rel.relkind)) continue;
@@ -165,6 +169,9 @@ export function buildCatalog(rows: readonly Partial<CatalogRow>[], policies: rea
       });
     }
     relations.set(own, { oid: rel.oid, schema: rel.schema, table: rel.table, relkind: rel.relkind, columns });
+    let inSchema = namesOf.get(rel.schema);
+    if (!inSchema) namesOf.set(rel.schema, (inSchema = new Map()));
+    inSchema.set(rel.table, Object.freeze(columns.map((c) => c.name)));
   }
 
   // Views: map plain column references, repeating until views over views settle.
@@ -206,7 +213,7 @@ export function buildCatalog(rows: readonly Partial<CatalogRow>[], policies: rea
   const columns = [...byslot.values()];
   return {
     lookup: (tableOid, attnum) => byslot.get(slot(tableOid, attnum)),
-    columnsOf: (schema, table) => relations.get(key(schema, table))?.columns.map((c) => c.name),
+    columnsOf: (schema, table) => namesOf.get(schema)?.get(table),
     relation: (schema, table) => relations.get(key(schema, table)),
     tables: [...relations.values()],
     columns,

@@ -54,8 +54,8 @@ export interface RelationColumn {
 export interface ResolvedCatalog {
   /** The policy for a RowDescription field's (table OID, column attnum), if any. */
   lookup(tableOid: number, attnum: number): ResolvedColumn | undefined;
-  /** Ordered non-dropped column names of a configured table (or a child), for INSERT without a column list and COPY. */
-  columnsOf(schema: string, table: string): string[] | undefined;
+  /** Ordered non-dropped column names of a configured table (or a child), for INSERT without a column list and COPY (the same array while the catalog lasts). */
+  columnsOf(schema: string, table: string): readonly string[] | undefined;
   /** A configured table or child by name, with each column's policy. */
   relation(schema: string, table: string): RelationColumns | undefined;
   /** The configured tables and their partitions/children, each with all its columns. */

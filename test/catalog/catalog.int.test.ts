@@ -96,6 +96,10 @@ describe('catalog resolution', () => {
     expect(hit).toMatchObject({ schema: 'App Data', table: 'Users', column: 'Email Addr' });
     expect(await policyOfField('SELECT * FROM "App Data"."Users"', 'email')).toBeUndefined();
     expect(cat.columnsOf('App Data', 'Users')).toEqual(['id', 'Email Addr', 'ssn', 'email']);
+    // One frozen array per relation: the analyzer's per-statement catalog check compares it by identity.
+    expect(cat.columnsOf('App Data', 'Users')).toBe(cat.columnsOf('App Data', 'Users'));
+    expect(Object.isFrozen(cat.columnsOf('App Data', 'Users'))).toBe(true);
+    expect(cat.columnsOf('App Data', 'users')).toBeUndefined();
   });
 
   it('keeps json paths on jsonb columns', async () => {
