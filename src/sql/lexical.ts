@@ -198,7 +198,9 @@ export function spliceLiterals(sql: Buffer, replacements: readonly { start: numb
     o += typeof r.text === 'string' ? out.write(r.text, o, 'utf8') : r.text.copy(out, o);
     pos = r.end;
   }
-  sql.copy(out, o, pos);
+  o += sql.copy(out, o, pos);
+  // allocUnsafe memory may hold anything: never send a byte that was not written here.
+  if (o !== size) throw new RangeError(`spliced ${o} of ${size} bytes`);
   return out;
 }
 

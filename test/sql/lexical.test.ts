@@ -79,6 +79,16 @@ describe('literal byte ranges', () => {
     expect(() => spliceLiterals(b, [{ start: 5, end: 9, text: '' }])).toThrow(RangeError);
   });
 
+  test('spliceLiterals takes text or bytes, and writes every byte of its output', () => {
+    const b = Buffer.from("x = 'a' AND y = 'b'");
+    const out = spliceLiterals(b, [
+      { start: 16, end: 19, text: Buffer.from("'cmek:v1:B'") },
+      { start: 4, end: 7, text: "'é\ud800'" }, // a lone surrogate becomes U+FFFD, 3 bytes, as Buffer.byteLength counts it
+    ]);
+    expect(out.toString()).toBe("x = 'é\ufffd' AND y = 'cmek:v1:B'");
+    expect(out.length).toBe(Buffer.byteLength(out.toString()));
+  });
+
   test('quoteLiteral is safe under either standard_conforming_strings', () => {
     expect(quoteLiteral('cmek:v1:abc|d=')).toBe("'cmek:v1:abc|d='");
     expect(quoteLiteral("it's")).toBe("'it''s'");
