@@ -49,6 +49,16 @@ export class ResultRows {
     private readonly catalog: SessionCatalog,
   ) {}
 
+  /**
+   * The rows answering `reply` need no look: their result's plan, made at its
+   * first row (which did come through dataRow), decrypts nothing, and no failed
+   * result is being discarded.
+   */
+  passes(reply: Pending | undefined): boolean {
+    const shape = reply?.shape;
+    return shape !== undefined && shape === this.lastShape && this.lastPlan === null && !this.discarding && this.catalog.forShapes() === this.plannedWith;
+  }
+
   dataRow(frame: Buffer, reply: Pending | undefined, ctx: InterceptContext): Verdict | Promise<Verdict> {
     const shape = reply?.shape;
     if (!shape) return FORWARD;

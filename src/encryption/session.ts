@@ -391,6 +391,11 @@ export class EncryptionSession implements Interceptor {
 
   // ---- server → client ---------------------------------------------------
 
+  /** DataRows of a result with no configured column skip onBackend (decrypt_unmapped looks at every row). */
+  passesRows(reply: Pending | undefined): boolean {
+    return !this.layer.decryptUnmapped && this.rows.passes(reply);
+  }
+
   onBackend(code: number, frame: Buffer, reply: Pending | undefined, ctx: InterceptContext): Verdict | Promise<Verdict> {
     if (this.rows.discarding) {
       if (code !== B.ReadyForQuery) return code === B.ParameterStatus ? FORWARD : DROP;

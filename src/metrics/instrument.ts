@@ -25,6 +25,7 @@ export class InstrumentedInterceptor implements Interceptor {
   readonly trackState: boolean;
   readonly onFrontend?: (code: number, frame: Buffer, ctx: InterceptContext) => Verdict | Promise<Verdict>;
   readonly onBackend?: (code: number, frame: Buffer, reply: Pending | undefined, ctx: InterceptContext) => Verdict | Promise<Verdict>;
+  readonly passesRows?: (reply: Pending | undefined) => boolean;
   // A random start, so that short sessions get sampled too.
   private tick = 1 + Math.floor(Math.random() * SAMPLE_EVERY);
   private closed = false;
@@ -46,6 +47,7 @@ export class InstrumentedInterceptor implements Interceptor {
         return this.sample() ? this.timed('client', () => inner.onFrontend!(code, frame, ctx)) : inner.onFrontend!(code, frame, ctx);
       };
     }
+    if (inner.passesRows) this.passesRows = (reply) => inner.passesRows!(reply);
     if (inner.onBackend) {
       this.onBackend = (code, frame, reply, ctx) =>
         this.sample() ? this.timed('server', () => inner.onBackend!(code, frame, reply, ctx)) : inner.onBackend!(code, frame, reply, ctx);

@@ -60,6 +60,13 @@ export interface Interceptor {
   onFrontend?(code: number, frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict>;
   /** A server frame; `reply` is the request it answers (with trackState), undefined for asynchronous messages. */
   onBackend?(code: number, frame: Buffer, reply: Pending | undefined, ctx: InterceptContext): Verdict | Promise<Verdict>;
+  /**
+   * With trackState, asked at each DataRow's header: true when the rows answering
+   * `reply` (the head of the queue) need not reach onBackend. They are then
+   * forwarded from their header with the frames around them, as if nobody had
+   * asked for DataRows (results that touch no configured column).
+   */
+  passesRows?(reply: Pending | undefined): boolean;
   /** The session ended. */
   close?(): void;
 }

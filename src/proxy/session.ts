@@ -201,14 +201,20 @@ export class Session {
     const s2c = this.s2c!;
     const t = s2c.table;
     t.fill(PASS);
+    const i = this.interceptor;
     if (this.state) {
       for (const c of STATE_BACKEND_NOTE) t[c] = NOTE;
       for (const c of STATE_BACKEND_WHOLE) t[c] = WHOLE;
       const state = this.state;
-      // Replies to the proxy's own requests are read whole and never forwarded.
-      s2c.classify = (code) => (state.internalPending > 0 && ASYNC_BACKEND[code] === 0 && state.queue[0]?.origin === 'internal' ? WHOLE : t[code]!);
+      const passes = i?.passesRows ? (reply: Pending | undefined) => i.passesRows!(reply) : undefined;
+      s2c.classify = (code) => {
+        // Replies to the proxy's own requests are read whole and never forwarded.
+        if (state.internalPending > 0 && ASYNC_BACKEND[code] === 0 && state.queue[0]?.origin === 'internal') return WHOLE;
+        // Rows of a result the interceptor has no use for leave as bytes, not one call each.
+        if (code === BackendCode.DataRow && passes !== undefined && passes(state.queue[0])) return PASS;
+        return t[code]!;
+      };
     }
-    const i = this.interceptor;
     if (i?.onBackend && i.backendCodes.length > 0) {
       this.wantB = new Uint8Array(256);
       for (const c of i.backendCodes) {

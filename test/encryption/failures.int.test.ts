@@ -3,12 +3,14 @@
 // never the value; the session (and an explicit transaction) behaves as it would
 // after a real server error. `on_decrypt_error: ciphertext` trades the error for
 // the stored value.
+import { createHash } from 'node:crypto';
 import { serialize } from 'pg-protocol';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDb } from '../helpers/db.js';
 import { column, startEncryptedProxy, table, type EncryptedProxy } from '../helpers/encrypted-proxy.js';
-import { codes, errorOf, RawClient } from '../proxy/raw-client.js';
+import { codes, errorOf, RawClient, type Msg } from '../proxy/raw-client.js';
+import { decodeDataRow } from '../../src/protocol/backend/data-row.js';
 
 // pg-cursor ships no type declarations: this is the slice the tests use.
 interface PgCursor extends pg.Submittable {
@@ -114,6 +116,66 @@ describe('a value the keyring cannot decrypt', () => {
     expect(r.rows[0].token).toBe(foreign);
     const x = await app.query(binary({ text: 'SELECT token FROM lenient WHERE id = $1', values: [1] }));
     expect(String(x.rows[0].token)).toBe(foreign);
+  });
+});
+
+/** The text values of the DataRows among `msgs`, a row per array. */
+function rowsOf(msgs: Msg[]): (string | null)[][] {
+  return msgs.filter((m) => m.code === 'D').map((m) => decodeDataRow(m.frame).map((v) => (v === null ? null : v.toString('utf8'))));
+}
+
+// Rows of a result with no configured column are forwarded from their header,
+// without a look each (ResultRows.passes): a pipeline that mixes such results with
+// ones to decrypt, or follows a failed decryption, must still come out right.
+describe('rows of results without a configured column, in a pipeline', () => {
+  it('pass untouched between results that are decrypted, statement after statement', async () => {
+    const c = await RawClient.connect(proxy.port, { database: db.name });
+    try {
+      const plain = 'SELECT g AS n, md5(g::text) AS h FROM generate_series(1, 50) g';
+      const mapped = 'SELECT id, secret FROM webhook WHERE id = 1';
+      c.send(
+        serialize.parse({ name: 'p', text: plain, types: [] }),
+        serialize.parse({ name: 'm', text: mapped, types: [] }),
+        ...['p', 'm', 'p', 'm'].flatMap((name) => [serialize.bind({ statement: name }), serialize.execute({})]),
+        serialize.sync(),
+      );
+      const msgs = await c.untilReady();
+      expect(codes(msgs)).toBe('11' + ('2' + 'D'.repeat(50) + 'C' + '2DC').repeat(2) + 'Z');
+      const rows = rowsOf(msgs);
+      const expected = Array.from({ length: 50 }, (_, i) => [String(i + 1), createHash('md5').update(String(i + 1)).digest('hex')]);
+      expect(rows).toEqual([...expected, ['1', SECRET], ...expected, ['1', SECRET]]);
+      // The same statements as one simple-protocol query: a RowDescription per result.
+      c.send(serialize.query(`${plain}; ${mapped}; ${plain}`));
+      const q = await c.untilReady();
+      expect(rowsOf(q)).toEqual([...expected, ['1', SECRET], ...expected]);
+    } finally {
+      c.end();
+    }
+  });
+
+  it('are dropped with the rest of the batch after a value fails to decrypt', async () => {
+    const c = await RawClient.connect(proxy.port, { database: db.name });
+    try {
+      c.send(
+        serialize.parse({ name: 'p', text: 'SELECT g FROM generate_series(1, 20) g', types: [] }),
+        serialize.parse({ name: 'bad', text: 'SELECT secret FROM webhook WHERE id = 10', types: [] }),
+        serialize.bind({ statement: 'p' }),
+        serialize.execute({}),
+        serialize.bind({ statement: 'bad' }),
+        serialize.execute({}),
+        serialize.bind({ statement: 'p' }),
+        serialize.execute({}),
+        serialize.sync(),
+      );
+      const msgs = await c.untilReady();
+      // The first result whole; then the error in place of the bad row, and nothing more up to ReadyForQuery.
+      expect(codes(msgs)).toBe('112' + 'D'.repeat(20) + 'C' + '2EZ');
+      expect(errorOf(msgs.find((m) => m.code === 'E')!).code).toBe('XX001');
+      c.send(serialize.bind({ statement: 'p' }), serialize.execute({}), serialize.sync());
+      expect(rowsOf(await c.untilReady())).toEqual(Array.from({ length: 20 }, (_, i) => [String(i + 1)]));
+    } finally {
+      c.end();
+    }
   });
 });
 
