@@ -206,12 +206,11 @@ export class Session {
       for (const c of STATE_BACKEND_NOTE) t[c] = NOTE;
       for (const c of STATE_BACKEND_WHOLE) t[c] = WHOLE;
       const state = this.state;
-      const passes = i?.passesRows ? (reply: Pending | undefined) => i.passesRows!(reply) : undefined;
       s2c.classify = (code) => {
         // Replies to the proxy's own requests are read whole and never forwarded.
         if (state.internalPending > 0 && ASYNC_BACKEND[code] === 0 && state.queue[0]?.origin === 'internal') return WHOLE;
         // Rows of a result the interceptor has no use for leave as bytes, not one call each.
-        if (code === BackendCode.DataRow && passes !== undefined && passes(state.queue[0])) return PASS;
+        if (code === BackendCode.DataRow && i?.passesRows?.(state.queue[0]) === true) return PASS;
         return t[code]!;
       };
     }

@@ -9,8 +9,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDb } from '../helpers/db.js';
 import { column, startEncryptedProxy, table, type EncryptedProxy } from '../helpers/encrypted-proxy.js';
-import { codes, errorOf, RawClient, type Msg } from '../proxy/raw-client.js';
-import { decodeDataRow } from '../../src/protocol/backend/data-row.js';
+import { codes, dataRows, errorOf, RawClient } from '../proxy/raw-client.js';
 
 // pg-cursor ships no type declarations: this is the slice the tests use.
 interface PgCursor extends pg.Submittable {
@@ -119,11 +118,6 @@ describe('a value the keyring cannot decrypt', () => {
   });
 });
 
-/** The text values of the DataRows among `msgs`, a row per array. */
-function rowsOf(msgs: Msg[]): (string | null)[][] {
-  return msgs.filter((m) => m.code === 'D').map((m) => decodeDataRow(m.frame).map((v) => (v === null ? null : v.toString('utf8'))));
-}
-
 // Rows of a result with no configured column are forwarded from their header,
 // without a look each (ResultRows.passes): a pipeline that mixes such results with
 // ones to decrypt, or follows a failed decryption, must still come out right.
@@ -141,13 +135,13 @@ describe('rows of results without a configured column, in a pipeline', () => {
       );
       const msgs = await c.untilReady();
       expect(codes(msgs)).toBe('11' + ('2' + 'D'.repeat(50) + 'C' + '2DC').repeat(2) + 'Z');
-      const rows = rowsOf(msgs);
+      const rows = dataRows(msgs);
       const expected = Array.from({ length: 50 }, (_, i) => [String(i + 1), createHash('md5').update(String(i + 1)).digest('hex')]);
       expect(rows).toEqual([...expected, ['1', SECRET], ...expected, ['1', SECRET]]);
       // The same statements as one simple-protocol query: a RowDescription per result.
       c.send(serialize.query(`${plain}; ${mapped}; ${plain}`));
       const q = await c.untilReady();
-      expect(rowsOf(q)).toEqual([...expected, ['1', SECRET], ...expected]);
+      expect(dataRows(q)).toEqual([...expected, ['1', SECRET], ...expected]);
     } finally {
       c.end();
     }
@@ -172,7 +166,7 @@ describe('rows of results without a configured column, in a pipeline', () => {
       expect(codes(msgs)).toBe('112' + 'D'.repeat(20) + 'C' + '2EZ');
       expect(errorOf(msgs.find((m) => m.code === 'E')!).code).toBe('XX001');
       c.send(serialize.bind({ statement: 'p' }), serialize.execute({}), serialize.sync());
-      expect(rowsOf(await c.untilReady())).toEqual(Array.from({ length: 20 }, (_, i) => [String(i + 1)]));
+      expect(dataRows(await c.untilReady())).toEqual(Array.from({ length: 20 }, (_, i) => [String(i + 1)]));
     } finally {
       c.end();
     }

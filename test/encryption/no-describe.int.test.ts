@@ -11,7 +11,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, type TestDb } from '../helpers/db.js';
 import { startEncryptedProxy, table, type EncryptedProxy } from '../helpers/encrypted-proxy.js';
-import { codes, RawClient, rowValues, type Msg } from '../proxy/raw-client.js';
+import { codes, dataRows, RawClient } from '../proxy/raw-client.js';
 
 const PREFIX = 'cmek:v1:';
 const ROWS = 20;
@@ -44,8 +44,6 @@ afterAll(async () => {
   await db?.drop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
-
-const dataRows = (ms: Msg[]) => ms.filter((m) => m.code === 'D').map(rowValues);
 
 describe('raw protocol: Bind/Execute without Describe', () => {
   it('a named statement parsed in one batch and executed in later ones: rows decrypted, no extra replies', async () => {

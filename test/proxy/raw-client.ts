@@ -184,3 +184,8 @@ export function rowValues(m: Msg): (string | null)[] {
   }
   return out;
 }
+
+/** The values of every DataRow among `ms`, a row per array. */
+export function dataRows(ms: Msg[]): (string | null)[][] {
+  return ms.filter((m) => m.code === 'D').map(rowValues);
+}
