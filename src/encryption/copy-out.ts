@@ -4,7 +4,8 @@
 // across messages is held until it is complete. Decrypted values are escaped or
 // quoted exactly as COPY TO writes a plaintext value, so the client sees the bytes
 // it would see without encryption. NULL and legacy plaintext pass untouched.
-import { CopyRowRewriter, type CopyOutput } from './copy-in.js';
+import type { CopyOutput } from './copy-output.js';
+import { CopyRowRewriter } from './copy-row-rewriter.js';
 import { resolveCopyFormat, type CopyFormat } from './copy-format.js';
 
 export const CIPHERTEXT_PREFIX = Buffer.from('cmek:v1:', 'latin1');

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CopyDataError, type CopyFormat } from '../../src/encryption/copy-format.js';
-import { CopyInEncryptor, MAX_OUTPUT_CHUNK, type CopyInOptions } from '../../src/encryption/copy-in.js';
+import { CopyInEncryptor, type CopyInOptions } from '../../src/encryption/copy-in.js';
+import { MAX_OUTPUT_CHUNK } from '../../src/encryption/copy-output.js';
 
 // A reversible stand-in for the envelope: prefix + base64url of the plaintext.
 const PREFIX = 'cmek:v1:';

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { encodeCsvField, encodeTextField, resolveCopyFormat, type CopyFormat } from '../../src/encryption/copy-format.js';
+import { encodeCsvField, encodeTextField } from '../../src/encryption/copy-fields.js';
+import { resolveCopyFormat, type CopyFormat } from '../../src/encryption/copy-format.js';
 import { CopyInEncryptor } from '../../src/encryption/copy-in.js';
 import { CopyOutDecryptor, type CopyOutOptions } from '../../src/encryption/copy-out.js';
 

@@ -5,7 +5,8 @@
 // encrypted table, through CopyOutDecryptor, must equal the plain table's byte for byte.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeCsvField, encodeTextField, resolveCopyFormat, type CopyFormat } from '../../src/encryption/copy-format.js';
+import { encodeCsvField, encodeTextField } from '../../src/encryption/copy-fields.js';
+import { resolveCopyFormat, type CopyFormat } from '../../src/encryption/copy-format.js';
 import { CopyInEncryptor } from '../../src/encryption/copy-in.js';
 import { CopyOutDecryptor } from '../../src/encryption/copy-out.js';
 import { createTestDatabase, type TestDb } from '../helpers/db.js';
