@@ -28,7 +28,7 @@
 import type { TablePolicy } from '../config/types.js';
 import { sqlLiteral } from '../catalog/query.js';
 import { decodeDataRow } from '../protocol/backend/data-row.js';
-import { BackendCode as B } from '../protocol/codes.js';
+import { BackendCode as B, TxStatus } from '../protocol/codes.js';
 import { encodeQuery } from '../protocol/frontend/query.js';
 import type { InterceptContext } from '../proxy/interceptor.js';
 import type { RewritePlan, SqlPlan, SqlRejection, TableRef } from '../sql/types.js';
@@ -209,6 +209,20 @@ export function readResolution(names: NameResolution, ctx: InterceptContext): Pr
       },
     });
   });
+}
+
+/**
+ * Refuses a statement that writes (or compares) through an unqualified
+ * configured table name resolving to another table in this session.
+ */
+export function namesRefusal(resolution: NameResolution, names: string[] | undefined, changes: boolean, ctx: InterceptContext): SqlRejection | undefined {
+  if (!resolution.enabled || ctx.state!.txStatus === TxStatus.Failed) return undefined;
+  return resolution.check(names, changes);
+}
+
+/** Read the resolution before checking this message (possible only at an idle point, `idle`). */
+export function mustReadNames(resolution: NameResolution, idle: boolean, names: string[] | undefined, changes: boolean, ctx: InterceptContext): boolean {
+  return idle && !changes && resolution.enabled && ctx.state!.txStatus !== TxStatus.Failed && resolution.wantsRead(names);
 }
 
 /** Statement types that write nothing through the names they mention. */

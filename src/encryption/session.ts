@@ -1,33 +1,33 @@
 // One proxy session's encryption: the interceptor the proxy core calls with the
 // frames it asked for (see src/proxy/interceptor.ts). Writes: Query and Parse
 // texts are planned by the SQL analysis (literals spliced, statements refused),
-// Bind parameters and COPY FROM data are encrypted. Comparisons on searchable
-// columns are widened to every stored form of the value (searchable-rewrite.ts).
+// Bind parameters (session-bind.ts) and COPY FROM data are encrypted.
+// Comparisons on searchable columns are widened to every stored form of the
+// value (searchable-rewrite.ts).
 // Reads: DataRows and COPY TO data are decrypted using the result's
 // RowDescription and the live catalog (result-rows.ts, session-catalog.ts).
 // docs/ARCHITECTURE.md ("The encryption layer") walks through it.
 import { BackendCode as B, FrontendCode as F, TxStatus } from '../protocol/codes.js';
 import { decodeParse, encodeParse, type Parse } from '../protocol/frontend/parse.js';
-import { decodeBindHead } from '../protocol/frontend/bind.js';
 import { encodeQuery, encodeQueryBytes } from '../protocol/frontend/query.js';
-import { decodeClose, decodeDescribe, encodeDescribe } from '../protocol/frontend/describe-close.js';
+import { decodeClose, decodeDescribe } from '../protocol/frontend/describe-close.js';
 import { decodeExecute } from '../protocol/frontend/execute.js';
 import { FORWARD, DROP, type InterceptContext, type Interceptor, type SessionInfo, type Verdict } from '../proxy/interceptor.js';
 import type { Pending } from '../proxy/state.js';
 import { SqlSession } from '../sql/session.js';
 import type { CopyPlan, RewritePlan, SqlPlan, SqlRejection } from '../sql/types.js';
 import type { EncryptionLayer } from './layer.js';
-import { encryptBind, type BindContext, type BindPlan } from './params.js';
+import type { BindContext, BindPlan } from './params.js';
 import { spliceEncryptedLiterals } from './literals.js';
 import { errorFrame, raiseFrames, raiseStatement, writeFailure } from './refusal.js';
-import type { MaybePromise } from './values.js';
 import { CopyStreams } from './copy-streams.js';
-import { NameResolution, readResolution, writeNames } from './name-resolution.js';
+import { mustReadNames, NameResolution, namesRefusal, readResolution, writeNames } from './name-resolution.js';
 import { runAdmin } from './admin-reply.js';
 import { RewriteError } from './searchable-sql.js';
+import { SessionBinds } from './session-bind.js';
 import { SessionCatalog } from './session-catalog.js';
 import { ResultRows } from './result-rows.js';
-import { rewriteRefusal, SearchableStatements, type UnnamedParse, type Widened } from './searchable-session.js';
+import { rewriteRefusal, SearchableStatements, type UnnamedParse } from './searchable-session.js';
 import { NameMap } from '../proxy/names.js';
 
 const FRONTEND = [F.Query, F.Parse, F.Bind, F.Execute, F.Describe, F.Close, F.Sync, F.Flush, F.CopyData, F.CopyDone, F.CopyFail];
@@ -68,6 +68,8 @@ export class EncryptionSession implements Interceptor {
   /** The message being handled arrived at an idle point: the proxy may run its own queries before it. */
   private idle = false;
   private readonly bindContext: BindContext;
+  /** The Bind path (session-bind.ts), over the maps above. */
+  private readonly binds: SessionBinds;
 
   constructor(
     private readonly layer: EncryptionLayer,
@@ -80,6 +82,7 @@ export class EncryptionSession implements Interceptor {
     this.copies = new CopyStreams(layer.codec, (t) => this.cat.shapeOf(t), layer.logger, (t) => this.searchable.key(t));
     this.names = new NameResolution(layer.tables);
     this.bindContext = { shapeOf: (t) => this.cat.shapeOf(t), codec: layer.codec, key: (t) => this.searchable.key(t) };
+    this.binds = new SessionBinds(this.stmtParams, this.readsMapped, this.undescribed, this.stmtNames, this.names, this.searchable, this.bindContext, (c, e) => this.refuse(c, e));
   }
 
   // ---- client → server ---------------------------------------------------
@@ -129,20 +132,6 @@ export class EncryptionSession implements Interceptor {
     return rest ? Promise.all([names, rest]).then(() => undefined) : names;
   }
 
-  /**
-   * Refuses a statement that writes (or compares) through an unqualified
-   * configured table name resolving to another table in this session.
-   */
-  private namesRefusal(names: string[] | undefined, changes: boolean, ctx: InterceptContext): SqlRejection | undefined {
-    if (!this.names.enabled || ctx.state!.txStatus === TxStatus.Failed) return undefined;
-    return this.names.check(names, changes);
-  }
-
-  /** Read the resolution before checking this message (possible only at an idle point). */
-  private mustReadNames(names: string[] | undefined, changes: boolean, ctx: InterceptContext): boolean {
-    return this.idle && !changes && this.names.enabled && ctx.state!.txStatus !== TxStatus.Failed && this.names.wantsRead(names);
-  }
-
   private frontend(code: number, frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict> {
     switch (code) {
       case F.Query:
@@ -151,14 +140,14 @@ export class EncryptionSession implements Interceptor {
       case F.Parse:
         return this.onParse(frame, ctx);
       case F.Bind:
-        return this.onBind(frame, ctx);
+        return this.binds.onBind(frame, ctx, this.unnamedParse, this.idle);
       case F.Describe: {
         const d = decodeDescribe(frame);
         if (d.kind === 'P') this.undescribed.delete(d.name);
         return FORWARD;
       }
       case F.Execute:
-        this.learnShape(decodeExecute(frame).portal, ctx);
+        this.binds.learnShape(decodeExecute(frame).portal, ctx);
         return FORWARD;
       case F.Close: {
         const c = decodeClose(frame);
@@ -193,12 +182,12 @@ export class EncryptionSession implements Interceptor {
       return encodeQuery(raiseStatement(plan.error));
     }
     const names = writeNames(plan, body);
-    if (this.mustReadNames(names, changes, ctx)) return readResolution(this.names, ctx).then(() => this.queryPlanned(body, plan, names, changes, ctx));
+    if (mustReadNames(this.names, this.idle, names, changes, ctx)) return readResolution(this.names, ctx).then(() => this.queryPlanned(body, plan, names, changes, ctx));
     return this.queryPlanned(body, plan, names, changes, ctx);
   }
 
   private queryPlanned(body: Buffer, plan: RewritePlan, names: string[] | undefined, changes: boolean, ctx: InterceptContext): Verdict | Promise<Verdict> {
-    const misresolved = this.namesRefusal(names, changes, ctx);
+    const misresolved = namesRefusal(this.names, names, changes, ctx);
     if (changes || plan.isDdl) this.names.invalidate();
     if (misresolved) {
       this.copies.queryForwarded([]);
@@ -227,13 +216,13 @@ export class EncryptionSession implements Interceptor {
     const changes = this.names.enabled && NameResolution.changesPath(parse.text);
     const plan = this.guard(this.sql.analyze(text));
     const names = writeNames(plan, text);
-    if (plan.kind === 'plan' && this.mustReadNames(names, changes, ctx)) return readResolution(this.names, ctx).then(() => this.parsePlanned(parse, text, plan, names, changes, ctx));
+    if (plan.kind === 'plan' && mustReadNames(this.names, this.idle, names, changes, ctx)) return readResolution(this.names, ctx).then(() => this.parsePlanned(parse, text, plan, names, changes, ctx));
     return this.parsePlanned(parse, text, plan, names, changes, ctx);
   }
 
   private parsePlanned(parse: Parse, text: Buffer, plan: SqlPlan, names: string[] | undefined, changes: boolean, ctx: InterceptContext): Verdict | Promise<Verdict> {
     // This message's own check knows it may change the resolution; later ones find it dirty.
-    const checked = plan.kind === 'plan' ? this.namesRefusal(names, changes, ctx) : undefined;
+    const checked = plan.kind === 'plan' ? namesRefusal(this.names, names, changes, ctx) : undefined;
     if (changes || ((plan.kind === 'plan' || plan.kind === 'passthrough') && plan.isDdl)) this.names.invalidate();
     this.stmtParams.delete(parse.name);
     if (parse.name === '') this.unnamedParse = undefined;
@@ -276,76 +265,6 @@ export class EncryptionSession implements Interceptor {
       this.stmtParams.delete(parse.name);
       return failed(e);
     }
-  }
-
-  private onBind(frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict> {
-    const head = decodeBindHead(frame);
-    const bp = head.statement === '' && this.unnamedParse ? this.stmtParams.get('') : undefined;
-    if (bp?.rewrite) {
-      // A rotation began since this unnamed statement's Parse: Parse it again with more candidates first.
-      let widened: MaybePromise<Widened | undefined>;
-      try {
-        widened = this.searchable.widen(this.unnamedParse!, bp, this.bindContext);
-      } catch (e) {
-        return this.bindFailed(e, ctx);
-      }
-      const go = (w: Widened | undefined): Verdict | Promise<Verdict> => {
-        if (w) {
-          this.stmtParams.set('', w.plan);
-          ctx.injectToServer(w.frames);
-        }
-        return this.bound(frame, head, ctx);
-      };
-      if (widened instanceof Promise) return widened.then(go, (e: unknown) => this.bindFailed(e, ctx));
-      return go(widened);
-    }
-    return this.bound(frame, head, ctx);
-  }
-
-  private bound(frame: Buffer, head: ReturnType<typeof decodeBindHead>, ctx: InterceptContext): Verdict | Promise<Verdict> {
-    const st = ctx.state!;
-    if (this.readsMapped.has(head.statement) && st.statements.get(head.statement)?.rowDescription === undefined) this.undescribed.set(head.portal, head.statement);
-    else this.undescribed.delete(head.portal);
-    // The server re-resolves a prepared statement's names when the search_path changed since it was prepared.
-    if (this.stmtNames.has(head.statement)) {
-      const names = this.stmtNames.get(head.statement);
-      const checked = (): Verdict | Promise<Verdict> => {
-        const refusal = this.namesRefusal(names, false, ctx);
-        return refusal ? this.refuse(ctx, refusal) : this.bindValues(frame, head.statement, ctx);
-      };
-      // Read once; if that fails the check refuses (it stays unknown), it does not ask again.
-      return this.mustReadNames(names, false, ctx) ? readResolution(this.names, ctx).then(checked) : checked();
-    }
-    return this.bindValues(frame, head.statement, ctx);
-  }
-
-  private bindValues(frame: Buffer, statement: string, ctx: InterceptContext): Verdict | Promise<Verdict> {
-    const plan = this.stmtParams.get(statement);
-    if (!plan) return FORWARD;
-    try {
-      const r = encryptBind(frame, plan, this.bindContext, statement);
-      return r instanceof Promise ? r.catch((e: unknown) => this.bindFailed(e, ctx)) : r;
-    } catch (e) {
-      return this.bindFailed(e, ctx);
-    }
-  }
-
-  /**
-   * Execute of a portal whose rows nobody described (pgbench -M prepared, cached
-   * statements): learn the statement's columns first, so its DataRows can be
-   * decrypted. Deferred from Bind to here because most clients describe the
-   * portal in between (libpq, node-postgres), which makes it unnecessary. The
-   * reply is consumed internally; a named statement is described once.
-   */
-  private learnShape(portal: string, ctx: InterceptContext): void {
-    const stmt = this.undescribed.get(portal);
-    if (stmt === undefined) return;
-    this.undescribed.delete(portal);
-    if (ctx.state!.statements.get(stmt)?.rowDescription === undefined) ctx.injectToServer(encodeDescribe({ kind: 'S', name: stmt }));
-  }
-
-  private bindFailed(e: unknown, ctx: InterceptContext): Verdict {
-    return this.refuse(ctx, writeFailure(e));
   }
 
   /** Extended protocol refusal: the error now (in order), the rest of the batch dropped, the server told at Sync. */
