@@ -31,7 +31,7 @@ import { startPgcmek } from './lib/pgcmek.js';
 import { startNodeRelay } from './lib/node-relay.js';
 import { onCleanup, runMain } from './lib/proc.js';
 import type { ProcStat } from './lib/procstat.js';
-import { procStat } from './lib/procstat.js';
+import { postgresClusterCpu, procStat } from './lib/procstat.js';
 import { medianPairedRatio, ratio, summarize, type Summary } from './lib/stats.js';
 
 interface Target {
@@ -58,6 +58,8 @@ interface CellResult {
   latencyMs: Summary;
   /** Proxy CPU time per transaction, µs (undefined for direct). */
   proxyCpuUsPerTx?: number;
+  /** Postgres' CPU time per transaction, µs: what the hop costs the server (more wake-ups, colder caches). */
+  postgresCpuUsPerTx?: number;
 }
 
 const CELLS: Cell[] = [
@@ -78,11 +80,12 @@ function options() {
       'in-process': { type: 'boolean', default: false },
       'no-pgbouncer': { type: 'boolean', default: false },
       'no-node-pipe': { type: 'boolean', default: false },
+      workers: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: node dist/bench/proxy.js [--seconds N (10)] [--quick (3 s, 1 round)] [--rounds N (2)] [--scale N (10)] [--json] [--in-process] [--no-pgbouncer] [--no-node-pipe]\n');
+    process.stdout.write('usage: node dist/bench/proxy.js [--seconds N (10)] [--quick (3 s, 1 round)] [--rounds N (2)] [--scale N (10)] [--json] [--in-process] [--no-pgbouncer] [--no-node-pipe] [--workers N (1)]\n');
     process.exit(0);
   }
   const int = (v: string | undefined, d: number, name: string): number => {
@@ -98,6 +101,7 @@ function options() {
     how: values['in-process'] ? ('in-process' as const) : ('process' as const),
     pgbouncer: !values['no-pgbouncer'],
     nodePipe: !values['no-node-pipe'],
+    workers: int(values.workers, 1, 'workers'),
   };
 }
 
@@ -108,7 +112,7 @@ async function main(): Promise<void> {
   // Progress goes to stderr, so --json leaves stdout machine-readable.
   const say = (s: string): void => void process.stderr.write(s + '\n');
   const loadStart = loadavg();
-  say(`bench:proxy: ${o.seconds}s per run, ${o.rounds} round(s), scale ${o.scale}, pgcmek ${o.how}, load average ${loadStart.map((l) => l.toFixed(2)).join(' ')}`);
+  say(`bench:proxy: ${o.seconds}s per run, ${o.rounds} round(s), scale ${o.scale}, pgcmek ${o.how} (workers ${o.workers}), load average ${loadStart.map((l) => l.toFixed(2)).join(' ')}`);
   if (loadStart[0]! > cpus().length) say(`warning: the machine is already busy (1-min load ${loadStart[0]!.toFixed(1)} on ${cpus().length} CPUs): TPS will be noisy; proxy CPU µs/tx and p50 are the steadier figures`);
 
   const cluster = await startCluster({ flavour: '18', settings: { max_connections: 200, shared_buffers: "'256MB'" } });
@@ -136,7 +140,7 @@ async function main(): Promise<void> {
     onCleanup(() => relay.stop());
     targets.push({ name: 'node-pipe', conn: conn(relay.port), stat: relay.stat });
   }
-  const pgcmek = await startPgcmek({ upstream: cluster, port: await freePort(), user: cluster.user, password: cluster.password, how: o.how, log: (s) => process.stderr.write(`[pgcmek] ${s}`) });
+  const pgcmek = await startPgcmek({ upstream: cluster, port: await freePort(), user: cluster.user, password: cluster.password, how: o.how, workers: o.workers, log: (s) => process.stderr.write(`[pgcmek] ${s}`) });
   onCleanup(() => pgcmek.stop());
   targets.push({ name: 'pgcmek', conn: conn(pgcmek.port), stat: pgcmek.stat });
   say(`targets: ${targets.map((t) => `${t.name}:${t.conn.port}`).join(', ')} (pgcmek ${pgcmek.how}, pid ${pgcmek.pid})`);
@@ -147,7 +151,10 @@ async function main(): Promise<void> {
     if (!w.ok) throw new Error(`warm-up against ${t.name} failed: ${w.stderr}`);
   }
 
-  type Acc = { tps: number[]; transactions: number; failed: number; samples: Float64Array[]; cpuMs: number; cpuTx: number };
+  const postgresCpu = postgresClusterCpu(cluster.dataDir);
+  /** The backends of a finished run exit just after it: wait before reading the cluster's CPU time. */
+  const settle = () => new Promise((r) => setTimeout(r, 300));
+  type Acc = { tps: number[]; transactions: number; failed: number; samples: Float64Array[]; cpuMs: number; cpuTx: number; pgMs: number; pgTx: number };
   const acc = new Map<string, Acc>();
   const key = (c: Cell, t: Target): string => `${c.mode}/${c.clients}/${t.name}`;
   let turn = 0;
@@ -156,11 +163,15 @@ async function main(): Promise<void> {
       const order = targets.map((_, i) => targets[(i + turn) % targets.length]!);
       turn++;
       for (const t of order) {
+        await settle();
         const before = t.stat?.();
+        const pgBefore = postgresCpu();
         const r = await runPgbench(pgbench, t.conn, { mode: cell.mode, clients: cell.clients, threads: cell.threads, seconds: o.seconds });
+        await settle();
         const after = t.stat?.();
+        const pgAfter = postgresCpu();
         if (!r.ok) throw new Error(`pgbench -M ${cell.mode} -c ${cell.clients} against ${t.name} failed (exit ${r.exit}): ${r.stderr.slice(-2000)}`);
-        const a = acc.get(key(cell, t)) ?? { tps: [], transactions: 0, failed: 0, samples: [], cpuMs: 0, cpuTx: 0 };
+        const a = acc.get(key(cell, t)) ?? { tps: [], transactions: 0, failed: 0, samples: [], cpuMs: 0, cpuTx: 0, pgMs: 0, pgTx: 0 };
         a.tps.push(r.tps);
         a.transactions += r.transactions;
         a.failed += r.failed;
@@ -168,6 +179,10 @@ async function main(): Promise<void> {
         if (before && after) {
           a.cpuMs += after.cpuMs - before.cpuMs;
           a.cpuTx += r.transactions;
+        }
+        if (pgBefore && pgAfter) {
+          a.pgMs += pgAfter.cpuMs - pgBefore.cpuMs;
+          a.pgTx += r.transactions;
         }
         acc.set(key(cell, t), a);
         say(`round ${round}/${o.rounds}  -M ${cell.mode.padEnd(8)} -c ${String(cell.clients).padStart(2)}  ${t.name.padEnd(9)}  ${fmt(r.tps)} tps  p50 ${fmt(r.latencyMs?.p50, 3)} ms  p99 ${fmt(r.latencyMs?.p99, 3)} ms`);
@@ -189,6 +204,7 @@ async function main(): Promise<void> {
         failed: a.failed,
         latencyMs: summaryUsToMs(summarize(concat(a.samples))),
         ...(t.stat && a.cpuTx > 0 && { proxyCpuUsPerTx: (a.cpuMs * 1000) / a.cpuTx }),
+        ...(a.pgTx > 0 && { postgresCpuUsPerTx: (a.pgMs * 1000) / a.pgTx }),
       });
     }
   }
@@ -218,7 +234,7 @@ async function main(): Promise<void> {
   const report = {
     benchmark: 'proxy',
     machine: { cpus: cpus().length, node: process.version, loadavgStart: loadStart, loadavgEnd: loadavg() },
-    settings: { seconds: o.seconds, rounds: o.rounds, scale: o.scale, postgres: '18', pgcmek: pgcmek.how, pgbouncer: targets.some((t) => t.name === 'pgbouncer') ? 'session, scram-sha-256' : 'skipped', workload: 'pgbench -S (select-only)' },
+    settings: { seconds: o.seconds, rounds: o.rounds, scale: o.scale, postgres: '18', pgcmek: pgcmek.how, workers: o.workers, pgbouncer: targets.some((t) => t.name === 'pgbouncer') ? 'session, scram-sha-256' : 'skipped', workload: 'pgbench -S (select-only)' },
     results,
     ratios,
     pgcmekMemory: mem && { rssBytes: mem.rssBytes, peakRssBytes: mem.peakRssBytes },
@@ -232,10 +248,10 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   lines.push('');
   lines.push(`pgbench -S, ${o.seconds}s x ${o.rounds} round(s) per cell, scale ${o.scale}, Postgres 18, ${cpus().length} CPUs, Node ${process.version}, 1-min load ${loadStart[0]!.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`);
-  lines.push('mode      clients  target     tps (mean)   rounds                 p50 ms   p99 ms  mean ms   proxy CPU µs/tx');
+  lines.push('mode      clients  target     tps (mean)   rounds                 p50 ms   p99 ms  mean ms   CPU µs/tx: proxy  postgres');
   for (const r of results) {
     lines.push(
-      `${r.mode.padEnd(9)} ${String(r.clients).padStart(7)}  ${r.target.padEnd(9)}  ${fmt(r.tps).padStart(10)}   ${r.tpsRounds.map((x) => fmt(x)).join('/').padEnd(20)}  ${fmt(r.latencyMs.p50, 3).padStart(7)}  ${fmt(r.latencyMs.p99, 3).padStart(7)}  ${fmt(r.latencyMs.mean, 3).padStart(7)}   ${fmt(r.proxyCpuUsPerTx, 1).padStart(8)}`,
+      `${r.mode.padEnd(9)} ${String(r.clients).padStart(7)}  ${r.target.padEnd(9)}  ${fmt(r.tps).padStart(10)}   ${r.tpsRounds.map((x) => fmt(x)).join('/').padEnd(20)}  ${fmt(r.latencyMs.p50, 3).padStart(7)}  ${fmt(r.latencyMs.p99, 3).padStart(7)}  ${fmt(r.latencyMs.mean, 3).padStart(7)}   ${fmt(r.proxyCpuUsPerTx, 1).padStart(14)}  ${fmt(r.postgresCpuUsPerTx, 1).padStart(8)}`,
     );
   }
   lines.push('');
