@@ -6,7 +6,7 @@ import type { CMEKDecryptionError } from '../crypto/errors.js';
 import type { ResolvedCatalog } from '../catalog/types.js';
 import { RemoteKekError } from '../crypto/kek/retry.js';
 import { FORWARD, type InterceptContext, type Verdict } from '../proxy/interceptor.js';
-import type { Pending, ResultShape } from '../proxy/state.js';
+import type { Pending, ResultShape } from '../proxy/state-types.js';
 import type { EncryptionLayer } from './layer.js';
 import { planRows, decryptDataRow, RowDecryptError, type RowPlan, type FieldPlan, type OnCiphertextKept } from './rows.js';
 import { errorFrame, SQLSTATE_DECRYPT_FAILED } from './refusal.js';

@@ -5,7 +5,7 @@
 import type { ColumnPolicy } from '../config/types.js';
 import type { ResolvedCatalog } from '../catalog/types.js';
 import { CMEKDecryptionError } from '../crypto/errors.js';
-import type { ResultShape } from '../proxy/state.js';
+import type { ResultShape } from '../proxy/state-types.js';
 import { hasPrefixAt } from '../crypto/envelope.js';
 import { spliceValue, spliceValueFrom, spliceValues, type ValueEdit } from './splice.js';
 import { shapeOf, type MaybePromise, type ValueCodec, type ValueShape } from './values.js';

@@ -13,7 +13,7 @@ import { encodeQuery, encodeQueryBytes } from '../protocol/frontend/query.js';
 import { decodeClose, decodeDescribe } from '../protocol/frontend/describe-close.js';
 import { decodeExecute } from '../protocol/frontend/execute.js';
 import { FORWARD, DROP, type InterceptContext, type Interceptor, type SessionInfo, type Verdict } from '../proxy/interceptor.js';
-import type { Pending } from '../proxy/state.js';
+import type { Pending } from '../proxy/state-types.js';
 import { SqlSession } from '../sql/session.js';
 import type { CopyPlan, RewritePlan, SqlPlan, SqlRejection } from '../sql/types.js';
 import type { EncryptionLayer } from './layer.js';

@@ -8,7 +8,7 @@
 // never pass through here (their cost is a copy, not measured).
 import { FrontendCode } from '../protocol/codes.js';
 import type { InterceptContext, Interceptor, Verdict } from '../proxy/interceptor.js';
-import type { Pending } from '../proxy/state.js';
+import type { Pending } from '../proxy/state-types.js';
 import type { ProxyStats } from './stats.js';
 
 export const SAMPLE_EVERY = 16;

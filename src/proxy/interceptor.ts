@@ -3,7 +3,8 @@
 // the session state) and it decides what goes on. Types nobody wants are
 // forwarded by the pump from their header alone.
 import type { Logger } from '../log.js';
-import type { InternalReplyHandler, Pending, SessionState } from './state.js';
+import type { SessionState } from './state.js';
+import type { InternalReplyHandler, Pending } from './state-types.js';
 import type { Verdict } from './pump.js';
 
 export type { Verdict };

@@ -18,7 +18,8 @@ import { ProtocolError } from '../protocol/errors.js';
 import type { ClientHello } from './client-hello.js';
 import { connectUpstream, UpstreamError, type UpstreamTarget } from './upstream.js';
 import { NOTE, PASS, Pump, WHOLE, type Verdict } from './pump.js';
-import { SessionState, type InternalReplyHandler, type Pending } from './state.js';
+import { SessionState } from './state.js';
+import type { InternalReplyHandler, Pending } from './state-types.js';
 import type { InterceptContext, Interceptor, InterceptorFactory, SessionInfo } from './interceptor.js';
 import type { CancelRegistry } from './cancel.js';
 

@@ -10,7 +10,7 @@ import { CMEKDecryptionError } from '../../src/crypto/errors.js';
 import { generateKekFile } from '../../src/crypto/kek/local.js';
 import { Keyring } from '../../src/crypto/keyring.js';
 import { decodeDataRow, encodeDataRow } from '../../src/protocol/backend/data-row.js';
-import type { ResultShape } from '../../src/proxy/state.js';
+import type { ResultShape } from '../../src/proxy/state-types.js';
 import { decryptDataRow, planRows, RowDecryptError, type RowPlan } from '../../src/encryption/rows.js';
 import { ValueCodec } from '../../src/encryption/values.js';
 

@@ -1,7 +1,8 @@
 // The session state machine, fed frame by frame as the session would feed it.
 import { describe, expect, it } from 'vitest';
 import { serialize } from 'pg-protocol';
-import { SessionState, type InternalReplyHandler } from '../../src/proxy/state.js';
+import { SessionState } from '../../src/proxy/state.js';
+import type { InternalReplyHandler } from '../../src/proxy/state-types.js';
 import { BackendCode, FrontendCode, TxStatus } from '../../src/protocol/codes.js';
 import { encodeRowDescription, type FieldDescription } from '../../src/protocol/backend/row-description.js';
 import { encodeParameterDescription } from '../../src/protocol/backend/parameter-description.js';
