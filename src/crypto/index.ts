@@ -1,6 +1,7 @@
 // The crypto core's public surface: the keyring for values, the errors callers
 // match on, and the pieces the admin tools and docs/FORMAT.md refer to.
-export { Keyring, type KeyringOptions, type KeyringStats, type ValueDescription } from './keyring.js';
+export { Keyring, type KeyringOptions, type KeyringStats } from './keyring.js';
+export { type ValueDescription } from './keyring-rotation.js';
 export { CMEKDecryptionError, KekConfigError, type DecryptionFailureReason } from './errors.js';
 export { PREFIX, isEnvelope, parseEnvelope, formatEnvelope, kekIdLabel, backendName } from './envelope.js';
 export { FernetKey, FernetError, encrypt as fernetEncrypt, decrypt as fernetDecrypt } from './fernet.js';

@@ -5,7 +5,7 @@
 // Sync fast paths exist because the proxy rewrites messages in place: with a
 // warm DEK (or the local backend) nothing awaits.
 import type { DekPolicy, KekConfig } from '../config/types.js';
-import { decodeStrict, paddedLength, writePadded } from './base64url.js';
+import { paddedLength, writePadded } from './base64url.js';
 import { DekCache, DekWriter, type Clock, type DekCacheStats, type WriteDek } from './dek-cache.js';
 import {
   backendName,
@@ -19,8 +19,9 @@ import {
   type EnvelopeLayout,
 } from './envelope.js';
 import { CMEKDecryptionError } from './errors.js';
-import { decryptRange, encryptRaw, FernetError, FernetKey, MIN_TOKEN_BYTES } from './fernet.js';
+import { decryptRange, encryptRaw, FernetError, FernetKey } from './fernet.js';
 import { createBackends } from './kek/registry.js';
+import { KeyringRotation, type ValueDescription } from './keyring-rotation.js';
 import { SingleFlight } from './single-flight.js';
 import type { KekBackend, WrappedDek } from './kek/types.js';
 
@@ -41,15 +42,6 @@ export interface KeyringStats {
   /** Wrapped DEKs re-wrapped under the primary KEK (each shared header counted once). */
   rewraps: number;
 }
-
-/** Where a value's DEK lives, safe to log and report (no key bytes). */
-export interface ValueDescription {
-  backend: string;
-  kekId: string;
-  primary: boolean;
-}
-
-const REWRAP_CACHE_MAX = 4096;
 
 const UNKNOWN_KEK_HINT: Record<string, string> = {
   local: 'add the KEK file that wrote it to kek.local.previous',
@@ -73,9 +65,9 @@ export class Keyring {
   // One remote unwrap per DEK however many values of it are being read at once.
   private readonly unwrapping = new SingleFlight<void>();
   private refreshing?: Promise<void>;
-  // Old header -> new header: values sharing a DEK are re-wrapped with one backend call.
-  private readonly rewraps = new SingleFlight<string>(REWRAP_CACHE_MAX);
-  private counters = { unwraps: 0, generates: 0, rewraps: 0 };
+  private readonly counters = { unwraps: 0, generates: 0, rewraps: 0 };
+  /** Rewrap, needsRotation, describe, primaryLabel (keyring-rotation.ts). */
+  private readonly rotation: KeyringRotation;
 
   constructor(opts: KeyringOptions) {
     this.primary = opts.primary;
@@ -87,6 +79,7 @@ export class Keyring {
     }
     this.cache = new DekCache(opts.dek.cacheSize, opts.dek.cacheTtlSeconds, opts.clock);
     this.writer = new DekWriter(opts.dek, opts.clock);
+    this.rotation = new KeyringRotation(this.primary, (w) => this.backendFor(w), (b, w) => this.callUnwrapAsync(b, w), this.counters);
   }
 
   /** Builds, initialises (fails fast on misconfiguration) and wires every configured backend. */
@@ -324,15 +317,10 @@ export class Keyring {
     }
   }
 
-  // ---- rotation and reporting -------------------------------------------
+  // ---- rotation and reporting (keyring-rotation.ts) ----------------------
 
   describe(value: string): ValueDescription {
-    const w = this.headerOf(value).w;
-    return {
-      backend: backendName(w.tag),
-      kekId: kekIdLabel(w.tag, w.kekId),
-      primary: this.isPrimary(w),
-    };
+    return this.rotation.describe(value);
   }
 
   /**
@@ -340,8 +328,7 @@ export class Keyring {
    * legacy plaintext. A malformed envelope throws CMEKDecryptionError.
    */
   needsRotation(value: string): boolean {
-    if (!isEnvelope(value)) return false;
-    return !this.isPrimary(this.headerOf(value).w);
+    return this.rotation.needsRotation(value);
   }
 
   /**
@@ -349,50 +336,13 @@ export class Keyring {
    * token is kept byte for byte. It is not decrypted (with Vault or KMS the DEK
    * need not leave the service), so `verify` is what proves values readable.
    */
-  async rewrap(value: string): Promise<string> {
-    const { v, at, w } = this.headerOf(value);
-    // Never give a fresh header to a token that cannot be one (the token itself is not authenticated here).
-    const token = decodeStrict(v, at.bar2 + 1, v.length, true);
-    if (!token || token.length < MIN_TOKEN_BYTES) {
-      throw new CMEKDecryptionError('bad_token', { detail: 'the Fernet token is not well-formed' });
-    }
-    if (this.isPrimary(w)) return value;
-    // Keyed by the primary too: a remote primary's key version can move on while we run.
-    const id = `${this.primaryLabel()} ${headerKey(v, at)}`;
-    return (await this.rewraps.run(id, () => this.rewrapHeader(w))) + v.toString('latin1', at.bar2 + 1);
-  }
-
-  private async rewrapHeader(w: WrappedDek): Promise<string> {
-    const b = this.backendFor(w);
-    let nw: WrappedDek;
-    if (b === this.primary) {
-      nw = await this.primary.rewrap(w);
-    } else {
-      const dek = await this.callUnwrapAsync(b, w);
-      try {
-        nw = await this.primary.wrap(dek);
-      } finally {
-        dek.fill(0);
-      }
-    }
-    this.counters.rewraps++;
-    return formatHeader(nw);
-  }
-
-  private headerOf(value: string): { v: Buffer; at: EnvelopeLayout; w: WrappedDek } {
-    const v = Buffer.from(value, 'utf8');
-    if (!isEnvelope(v)) throw new CMEKDecryptionError('bad_format', { detail: 'not an envelope (no cmek:v1: prefix)' });
-    const at = locate(v);
-    return { v, at, w: decodeHeader(v, at) };
-  }
-
-  private isPrimary(w: WrappedDek): boolean {
-    return w.tag === this.primary.tag && w.kekId.equals(this.primary.primaryKekId());
+  rewrap(value: string): Promise<string> {
+    return this.rotation.rewrap(value);
   }
 
   /** e.g. `local:1f2e3d4c5b6a7988`, `vault:3` (safe to log). */
   primaryLabel(): string {
-    return `${this.primary.name}:${kekIdLabel(this.primary.tag, this.primary.primaryKekId())}`;
+    return this.rotation.primaryLabel();
   }
 
   stats(): KeyringStats {
@@ -403,7 +353,7 @@ export class Keyring {
   async close(): Promise<void> {
     this.cache.clear();
     this.writer.retire();
-    this.rewraps.clear();
+    this.rotation.clear();
     await Promise.allSettled([...new Set(this.byTag.values())].map((b) => b.close?.()));
   }
 }

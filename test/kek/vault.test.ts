@@ -5,7 +5,8 @@ import { CMEKDecryptionError } from '../../src/crypto/errors.js';
 import { parseEnvelope } from '../../src/crypto/envelope.js';
 import { Keyring } from '../../src/crypto/keyring.js';
 import { BackendTag } from '../../src/crypto/kek/types.js';
-import { createVaultBackend, parseTransitCiphertext, type VaultBackend } from '../../src/crypto/kek/vault.js';
+import { createVaultBackend, type VaultBackend } from '../../src/crypto/kek/vault.js';
+import { parseTransitCiphertext } from '../../src/crypto/kek/vault-ciphertext.js';
 import { FakeVault } from './fake-vault.js';
 import { captureLog, FAST_RETRY, NO_REUSE, rejection, REUSE, transitRules, vaultConfig } from './helpers.js';
 

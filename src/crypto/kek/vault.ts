@@ -14,6 +14,7 @@ import { CMEKDecryptionError, KekConfigError } from '../errors.js';
 import { DEFAULT_RETRY, lastError, RemoteCounters, RemoteKekError, withRetry, type RemoteMetrics, type RetryPolicy } from './retry.js';
 import { BackendTag, type KekBackend, type WrappedDek } from './types.js';
 import { Batcher } from './vault-batch.js';
+import { checkWrapped, ciphertextOf, parseTransitCiphertext, parseVersionId, wrappedOf } from './vault-ciphertext.js';
 import { checkCapabilities, checkKeyInfo, neededCapabilities, readVaultConfig } from './vault-config.js';
 import { classifyVault, describeVaultFailure, safeAddr, type VaultHealth, type VaultTarget } from './vault-errors.js';
 import { VaultHttp, VaultHttpError, type VaultResponse } from './vault-http.js';
@@ -35,20 +36,6 @@ export interface VaultBackendOptions {
 const DEK_BYTES = 32;
 const ON_DEMAND_REFRESH_MS = 5000;
 const EMPTY = Buffer.alloc(0);
-const CIPHERTEXT = /^vault:v([1-9]\d{0,9}):([A-Za-z0-9+/]+={0,2})$/;
-
-/** `vault:vN:<base64>` -> its version; undefined for anything else. */
-export function parseTransitCiphertext(s: unknown): { version: number; text: string } | undefined {
-  if (typeof s !== 'string') return undefined;
-  const m = CIPHERTEXT.exec(s);
-  return m ? { version: Number(m[1]), text: s } : undefined;
-}
-
-/** The KEK id of a Vault-wrapped DEK is the key version in ASCII ("3"). */
-export function parseVersionId(kekId: Buffer): number | undefined {
-  const s = kekId.toString('latin1');
-  return /^[1-9]\d{0,9}$/.test(s) ? Number(s) : undefined;
-}
 
 /** An item of a batch (or a single-item call) that Vault refused; the request itself went through. */
 class ItemError extends Error {
@@ -235,7 +222,7 @@ export class VaultBackend implements KekBackend {
       throw new RemoteKekError('vault', 'bad_response', `Vault's datakey answer is not a ${DEK_BYTES}-byte key and a vault:vN: ciphertext`);
     }
     this.noteVersion(ct.version);
-    return { dek, wrapped: this.wrappedOf(ct) };
+    return { dek, wrapped: wrappedOf(ct) };
   }
 
   async wrap(dek: Buffer): Promise<WrappedDek> {
@@ -249,8 +236,8 @@ export class VaultBackend implements KekBackend {
   }
 
   async unwrap(w: WrappedDek): Promise<Buffer> {
-    const version = this.checkWrapped(w);
-    const ciphertext = this.ciphertextOf(version, w);
+    const version = checkWrapped(w);
+    const ciphertext = ciphertextOf(version, w);
     let r: Record<string, unknown>;
     try {
       r = await this.decrypts.submit(ciphertext);
@@ -267,8 +254,8 @@ export class VaultBackend implements KekBackend {
 
   /** Transit rewrap to the latest version: the DEK never leaves Vault. */
   async rewrap(w: WrappedDek): Promise<WrappedDek> {
-    const version = this.checkWrapped(w);
-    const ciphertext = this.ciphertextOf(version, w);
+    const version = checkWrapped(w);
+    const ciphertext = ciphertextOf(version, w);
     let r: Record<string, unknown>;
     try {
       r = await this.rewraps.submit(ciphertext);
@@ -298,32 +285,11 @@ export class VaultBackend implements KekBackend {
 
   // ---- helpers --------------------------------------------------------------
 
-  private checkWrapped(w: WrappedDek): number {
-    const v = parseVersionId(w.kekId);
-    if (w.tag !== BackendTag.vault || v === undefined || w.wrapped.length === 0) {
-      throw new CMEKDecryptionError('unknown_kek', { backend: 'vault', detail: 'not a Vault-wrapped DEK (KEK id must be a key version)' });
-    }
-    return v;
-  }
-
-  /** The Transit ciphertext a wrapped DEK holds; its version must be the KEK id (both are in the envelope). */
-  private ciphertextOf(version: number, w: WrappedDek): string {
-    const ct = parseTransitCiphertext(w.wrapped.toString('latin1'));
-    if (!ct || ct.version !== version) {
-      throw new CMEKDecryptionError('bad_format', { backend: 'vault', kekId: String(version), detail: `the wrapped DEK is not a vault:v${version}: Transit ciphertext` });
-    }
-    return ct.text;
-  }
-
-  private wrappedOf(ct: { version: number; text: string }): WrappedDek {
-    return { tag: BackendTag.vault, kekId: Buffer.from(String(ct.version), 'latin1'), nonce: EMPTY, wrapped: Buffer.from(ct.text, 'latin1') };
-  }
-
   private wrappedFromAnswer(r: Record<string, unknown>, op: string): WrappedDek {
     const ct = parseTransitCiphertext(r.ciphertext);
     if (!ct) throw new RemoteKekError('vault', 'bad_response', `Vault's ${op} answer holds no vault:vN: ciphertext`);
     this.noteVersion(ct.version);
-    return this.wrappedOf(ct);
+    return wrappedOf(ct);
   }
 
   private send(op: string, method: 'GET' | 'POST', path: string, body?: unknown, batch = false): Promise<VaultResponse> {
