@@ -16,6 +16,8 @@
 // source is paused if the backlog grows. A false `dst.write()` pauses the
 // source until 'drain' (backpressure: a slow reader never makes the proxy
 // buffer a large result).
+// One file (a little over 400 lines) on purpose: framing, runs, the backlog and
+// backpressure are one state machine over one cursor and one set of flags.
 import type { Socket } from 'node:net';
 import { ProtocolError } from '../protocol/errors.js';
 import { reuseReaderOf, type ReuseReader } from './reuse-reader.js';
