@@ -31,7 +31,7 @@ import { startPgcmek } from './lib/pgcmek.js';
 import { startNodeRelay } from './lib/node-relay.js';
 import { onCleanup, runMain } from './lib/proc.js';
 import type { ProcStat } from './lib/procstat.js';
-import { postgresClusterCpu, procStat } from './lib/procstat.js';
+import { postgresClusterCpu, procStat, settleBackends } from './lib/procstat.js';
 import { medianPairedRatio, ratio, summarize, type Summary } from './lib/stats.js';
 
 interface Target {
@@ -152,8 +152,6 @@ async function main(): Promise<void> {
   }
 
   const postgresCpu = postgresClusterCpu(cluster.dataDir);
-  /** The backends of a finished run exit just after it: wait before reading the cluster's CPU time. */
-  const settle = () => new Promise((r) => setTimeout(r, 300));
   type Acc = { tps: number[]; transactions: number; failed: number; samples: Float64Array[]; cpuMs: number; cpuTx: number; pgMs: number; pgTx: number };
   const acc = new Map<string, Acc>();
   const key = (c: Cell, t: Target): string => `${c.mode}/${c.clients}/${t.name}`;
@@ -163,11 +161,11 @@ async function main(): Promise<void> {
       const order = targets.map((_, i) => targets[(i + turn) % targets.length]!);
       turn++;
       for (const t of order) {
-        await settle();
+        await settleBackends();
         const before = t.stat?.();
         const pgBefore = postgresCpu();
         const r = await runPgbench(pgbench, t.conn, { mode: cell.mode, clients: cell.clients, threads: cell.threads, seconds: o.seconds });
-        await settle();
+        await settleBackends();
         const after = t.stat?.();
         const pgAfter = postgresCpu();
         if (!r.ok) throw new Error(`pgbench -M ${cell.mode} -c ${cell.clients} against ${t.name} failed (exit ${r.exit}): ${r.stderr.slice(-2000)}`);

@@ -8,6 +8,7 @@
 import { concat, runPgbench, summaryUsToMs, type PgTarget, type QueryMode } from './pgbench.js';
 import { fmt, type Unit } from './report.js';
 import { summarize, type Summary } from './stats.js';
+import { settleBackends } from './procstat.js';
 
 export interface CellTarget {
   readonly name: string;
@@ -51,9 +52,6 @@ export interface CellResult<C extends string, N extends string> {
 }
 
 const WARM_UP_SECONDS = 2;
-/** The backends of a finished run exit just after it: wait until the cluster's CPU time settles. */
-const SETTLE_MS = 300;
-const settle = () => new Promise((r) => setTimeout(r, SETTLE_MS));
 
 type Cpu = { cpuMs: number } | undefined;
 /** CPU ms and the operations it was spent on, summed over the rounds whose both readings exist. */
@@ -93,11 +91,11 @@ export async function runCells<C extends string, T extends CellTarget>(o: CellsO
       for (const ti of order) {
         const t = o.targets[ti]!;
         await o.prepare?.(cell, t);
-        await settle();
+        await settleBackends();
         const before = t.stat?.();
         const pgBefore = o.postgresCpu();
         const r = await run(cell, t, o.seconds);
-        await settle();
+        await settleBackends();
         const after = t.stat?.();
         const pgAfter = o.postgresCpu();
         if (!r.ok) throw new Error(`${cell} against ${t.name} failed (exit ${r.exit}): ${r.stderr.slice(-2000)}`);

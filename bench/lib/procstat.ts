@@ -66,6 +66,9 @@ export function procTreeStat(pid: number): ProcStat | undefined {
   return total;
 }
 
+/** The backends of a finished pgbench run exit just after it: wait this long before reading the cluster's CPU time. */
+export const settleBackends = (): Promise<void> => new Promise((r) => setTimeout(r, 300));
+
 /**
  * A reader of the CPU time (ms) a Postgres cluster has used so far: the
  * postmaster and its live children, plus what its exited children used (a
