@@ -62,8 +62,8 @@ export async function runService(o: ServiceOptions): Promise<void> {
       logger,
       keyring: runtime.keyring,
       interceptor: runtime.interceptor,
-      // workers > 1: each worker builds its own layer from the config (no reload, no metrics there).
-      workerDepsModule: new URL('../encryption/deps.js', import.meta.url).href,
+      // workers > 1: each worker builds its own runtime from the config; the primary reloads and scrapes them.
+      workerDepsModule: new URL('./worker-deps.js', import.meta.url).href,
     });
     if (config.metrics) ops = await startOps(config.metrics, runtime, () => server);
     const signals = (io.signals ?? process) as AllSignals;
@@ -86,7 +86,14 @@ async function startOps(at: { host: string; port: number }, runtime: ProxyRuntim
   const metrics = createMetrics({ stats: runtime.stats, server, kek: () => runtime.kekTotals(), generation: () => runtime.generation, version: version() });
   runtime.timer = metrics.timer;
   const upstream = new CachedProbe(() => probeUpstream(runtime.config.upstream, 2_000));
-  return startOpsServer(at, metrics.registry, { upstream: () => upstream.get(), kek: () => runtime.kekReady() });
+  const { registry } = metrics;
+  const workers = server()?.workerMetrics?.bind(server());
+  let text = (): Promise<string> => registry.metrics();
+  if (workers) {
+    const { clusterMetrics } = await import('../metrics/cluster.js');
+    text = () => clusterMetrics(registry, workers);
+  }
+  return startOpsServer(at, { contentType: registry.contentType, text }, { upstream: () => upstream.get(), kek: () => runtime.kekReady() });
 }
 
 /** Resolves once the server has closed after SIGTERM/SIGINT; SIGHUP reloads meanwhile. */
@@ -121,7 +128,7 @@ function untilStopped(
     const onInt = stop('SIGINT');
     // One reload at a time, in order: a SIGHUP during a reload runs after it.
     const onHup = (): void => {
-      reloading = reloading.then(() => (closing ? undefined : reload(runtime, logger, reread)));
+      reloading = reloading.then(() => (closing ? undefined : reload(runtime, server, logger, reread)));
     };
     signals.on('SIGTERM', onTerm);
     signals.on('SIGINT', onInt);
@@ -129,20 +136,30 @@ function untilStopped(
   });
 }
 
-async function reload(runtime: ProxyRuntime, logger: Logger, reread: () => Config): Promise<void> {
-  if (runtime.config.workers > 1) {
-    logger.warn('SIGHUP ignored: reload works with workers: 1 only; restart pgcmek to apply a new config');
-    return;
-  }
+/**
+ * SIGHUP. With workers, this process checks the file and loads its KEKs first
+ * (a config it rejects reaches no worker), then every worker applies it.
+ */
+async function reload(runtime: ProxyRuntime, server: ProxyServer, logger: Logger, reread: () => Config): Promise<void> {
   logger.info({ config: runtime.config.source }, 'SIGHUP: reloading the config');
+  let ignored: string[];
   try {
-    const ignored = await runtime.reload(reread());
-    if (ignored.length > 0) logger.warn({ keys: ignored }, `config reloaded, except ${ignored.join(', ')}: restart pgcmek to change them`);
-    logger.info({ generation: runtime.generation, encryptedTables: runtime.config.encrypted.length, primaryKek: runtime.keyring.primaryLabel() }, 'config reloaded: new sessions use it; open sessions keep theirs');
-    bump(runtime.stats.reloads, 'ok');
+    ignored = await runtime.reload(reread());
   } catch (e) {
     bump(runtime.stats.reloads, 'error');
     logger.error({ reason: describeError(e) }, 'config reload rejected: the current config stays');
+    return;
+  }
+  if (ignored.length > 0) logger.warn({ keys: ignored }, `config reloaded, except ${ignored.join(', ')}: restart pgcmek to change them`);
+  const failed = server.reloadWorkers ? (await server.reloadWorkers(runtime.config)).filter((w) => !w.ok) : [];
+  for (const w of failed) logger.error({ worker: w.worker, reason: w.reason }, 'config reload failed in a worker: its new sessions keep the config it had');
+  const done = { generation: runtime.generation, encryptedTables: runtime.config.encrypted.length, primaryKek: runtime.keyring.primaryLabel() };
+  if (failed.length === 0) {
+    logger.info(done, 'config reloaded: new sessions use it; open sessions keep theirs');
+    bump(runtime.stats.reloads, 'ok');
+  } else {
+    logger.error({ ...done, failedWorkers: failed.map((w) => w.worker) }, 'config reloaded, except in some workers: restart pgcmek to apply it everywhere');
+    bump(runtime.stats.reloads, 'error');
   }
 }
 

@@ -5,8 +5,13 @@
 //                 and the KEKs are loaded; 503 with the failing check otherwise
 // Plain node:http, no framework: three routes, no request body.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Registry } from 'prom-client';
 import type { ProbeResult } from './readiness.js';
+
+/** What /metrics serves: one registry, or (workers > 1) the series of every worker added up. */
+export interface MetricsText {
+  contentType: string;
+  text(): Promise<string>;
+}
 
 export interface ReadyChecks {
   upstream(): Promise<ProbeResult>;
@@ -24,7 +29,7 @@ function send(res: ServerResponse, status: number, type: string, body: string): 
   res.end(body);
 }
 
-async function route(req: IncomingMessage, res: ServerResponse, registry: Registry, ready: ReadyChecks): Promise<void> {
+async function route(req: IncomingMessage, res: ServerResponse, metrics: MetricsText, ready: ReadyChecks): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.setHeader('allow', 'GET, HEAD');
     return send(res, 405, 'text/plain', 'method not allowed\n');
@@ -32,7 +37,7 @@ async function route(req: IncomingMessage, res: ServerResponse, registry: Regist
   const path = (req.url ?? '/').split('?')[0];
   switch (path) {
     case '/metrics':
-      return send(res, 200, registry.contentType, await registry.metrics());
+      return send(res, 200, metrics.contentType, await metrics.text());
     case '/healthz':
       return send(res, 200, 'text/plain', 'ok\n');
     case '/readyz': {
@@ -45,9 +50,9 @@ async function route(req: IncomingMessage, res: ServerResponse, registry: Regist
   }
 }
 
-export async function startOpsServer(at: { host: string; port: number }, registry: Registry, ready: ReadyChecks): Promise<OpsServer> {
+export async function startOpsServer(at: { host: string; port: number }, metrics: MetricsText, ready: ReadyChecks): Promise<OpsServer> {
   const server = createServer((req, res) => {
-    route(req, res, registry, ready).catch((err: Error) => {
+    route(req, res, metrics, ready).catch((err: Error) => {
       if (!res.headersSent) send(res, 500, 'text/plain', `error: ${err.name}\n`);
       else res.destroy();
     });

@@ -23,7 +23,15 @@ export interface MetricsSources {
   /** Config generation: 1 at start, +1 per successful reload. */
   generation(): number;
   version: string;
+  /** In a cluster worker: its number, as a `worker` label on the series that do not add up across workers. */
+  worker?: number;
 }
+
+/**
+ * Series about the process as a whole: with workers, the primary's (it reads the
+ * config and reloads it); the rest come from the workers, where sessions run.
+ */
+export const PRIMARY_SERIES: ReadonlySet<string> = new Set(['pgcmek_build_info', 'pgcmek_config_generation', 'pgcmek_config_reloads_total']);
 
 type Series = [LabelValues<string>, number];
 
@@ -132,11 +140,14 @@ export function createMetrics(src: MetricsSources): ProxyMetrics {
   readCounter(registry, 'pgcmek_admin_commands_total', 'CMEK admin commands finished, by outcome', ['command', 'outcome'], () =>
     split(s.adminFinished, ['command', 'outcome']),
   );
-  readGauge(registry, 'pgcmek_admin_rows_done', 'Rows done by the latest admin command on a column', ['column'], function* () {
-    for (const [column, p] of s.adminProgress) yield [{ column }, p.done];
+  // Progress is per command, and a command runs in one worker: labelled by worker, never added up.
+  const w = src.worker === undefined ? {} : { worker: String(src.worker) };
+  const progressLabels = src.worker === undefined ? ['column'] : ['column', 'worker'];
+  readGauge(registry, 'pgcmek_admin_rows_done', 'Rows done by the latest admin command on a column', progressLabels, function* () {
+    for (const [column, p] of s.adminProgress) yield [{ column, ...w }, p.done];
   });
-  readGauge(registry, 'pgcmek_admin_rows_total', 'Rows to do for the latest admin command on a column', ['column'], function* () {
-    for (const [column, p] of s.adminProgress) yield [{ column }, p.total];
+  readGauge(registry, 'pgcmek_admin_rows_total', 'Rows to do for the latest admin command on a column', progressLabels, function* () {
+    for (const [column, p] of s.adminProgress) yield [{ column, ...w }, p.total];
   });
 
   const frames = new Histogram({

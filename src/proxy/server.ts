@@ -30,7 +30,29 @@ export interface ProxyDeps {
    * `createWorkerDeps(config: Config, logger: Logger): Promise<Partial<ProxyDeps>>`.
    */
   workerDepsModule?: string;
+  /** Inside a worker: what the primary may ask of it (cluster.ts). */
+  workerHooks?: WorkerHooks;
   limits?: ProxyLimits;
+}
+
+/** A worker's answers to its primary: a reload and a metrics scrape cross the process boundary. */
+export interface WorkerHooks {
+  /** Applies the config the primary reloaded (for new sessions); rejects when it cannot. Resolves with the generation now in use. */
+  reload(config: Config): Promise<number>;
+  /** This worker's metrics, `server` being its listener, as prom-client JSON (`Registry.getMetricsAsJSON()`); empty without a metrics section. */
+  metrics(server: ProxyServer): Promise<unknown[]>;
+  /** After the listener closed: release keyrings (DEKs zeroed). */
+  close(): Promise<void>;
+}
+
+/** One worker's answer to a reload. */
+export interface WorkerReload {
+  worker: number;
+  ok: boolean;
+  /** The config generation the worker uses for new sessions (when ok). */
+  generation?: number;
+  /** Why it kept its config (when not ok). */
+  reason?: string;
 }
 
 export interface ProxyLimits {
@@ -54,6 +76,10 @@ export interface ProxyServer {
   sessionCount(): number;
   /** Client traffic of this process so far (metrics read it at scrape time; absent on a cluster primary). */
   traffic?(): ProxyTraffic;
+  /** A cluster primary: hands a reloaded config to every worker (and to workers started later). */
+  reloadWorkers?(config: Config): Promise<WorkerReload[]>;
+  /** A cluster primary: every worker's metrics as prom-client JSON; a worker that does not answer in time is left out. */
+  workerMetrics?(): Promise<unknown[][]>;
 }
 
 export interface ProxyTraffic {

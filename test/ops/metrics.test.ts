@@ -155,3 +155,42 @@ describe('the exposition', () => {
     expect(sample(text, 'pgcmek_admin_commands_total', { command: 'encrypt', outcome: 'ok' })).toBe(1);
   });
 });
+
+describe('clusterMetrics (workers > 1)', () => {
+  const source = (stats: ProxyStats, sessions: number, generation: number, worker?: number) =>
+    createMetrics({
+      stats,
+      server: () => ({ host: 'h', port: 1, close: async () => {}, sessionCount: () => sessions, traffic: () => ({ sessions, bytesIn: 10, bytesOut: 20 }) }),
+      kek: () => ({ keyring: keyring.stats(), remote: [] }),
+      generation: () => generation,
+      version: '9.9.9',
+      ...(worker !== undefined && { worker }),
+    });
+
+  it('adds the workers up; the build, generation and reload series are the primary’s; admin progress stays per worker', async () => {
+    const { clusterMetrics } = await import('../../src/metrics/cluster.js');
+    const primaryStats = new ProxyStats();
+    primaryStats.reloads.set('ok', 2);
+    // The primary runs no session, but its sessionCount() is the workers' sum: it must not be added again.
+    const primary = source(primaryStats, 5, 3);
+    const workers = [1, 2].map((w) => {
+      const stats = new ProxyStats();
+      stats.registerColumns(tables);
+      stats.column(policy).encrypted = 10 * w;
+      stats.queries.extended = w;
+      stats.reloads.set('ok', 1); // each worker counts its own; the primary's count is the one shown
+      stats.adminProgress.set('public.secrets.token', { done: w * 100, total: 1000 });
+      return source(stats, w + 1, 3, w);
+    });
+    const text = await clusterMetrics(primary.registry, async () => Promise.all(workers.map((m) => m.registry.getMetricsAsJSON())));
+    expect(sample(text, 'pgcmek_values_encrypted_total', { column: 'public.secrets.token' })).toBe(30);
+    expect(sample(text, 'pgcmek_queries_total', { protocol: 'extended' })).toBe(3);
+    expect(sample(text, 'pgcmek_sessions_open')).toBe(5);
+    expect(sample(text, 'pgcmek_config_reloads_total', { result: 'ok' })).toBe(2);
+    expect(sample(text, 'pgcmek_config_generation')).toBe(3);
+    expect(sample(text, 'pgcmek_build_info', { version: '9.9.9' })).toBe(1);
+    expect(sample(text, 'pgcmek_admin_rows_done', { column: 'public.secrets.token', worker: '1' })).toBe(100);
+    expect(sample(text, 'pgcmek_admin_rows_done', { column: 'public.secrets.token', worker: '2' })).toBe(200);
+    expect(sample(text, 'pgcmek_client_received_bytes_total')).toBe(20);
+  });
+});

@@ -3,8 +3,8 @@
 // sessions survive and keep the map they started with; an invalid file, or a
 // KEK that cannot be loaded, is rejected with the reason in the log and the
 // proxy keeps serving with the config it had. Needs a build (`npm test` builds).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -13,16 +13,15 @@ import { freePort } from '../../src/dev/cluster.js';
 import { createTestDatabase, type TestDb } from '../helpers/db.js';
 import { retarget } from '../helpers/proxy.js';
 import { upstreamYaml } from './helpers.js';
+import { CLI, spawnServe, type ServeProcess } from './serve-process.js';
 
-const CLI = join(process.cwd(), 'dist', 'src', 'cli.js');
 const dir = mkdtempSync(join(tmpdir(), 'pgcmek-reload-'));
 const file = join(dir, 'pgcmek.yaml');
 const kek = join(dir, 'kek.key');
 
 let db: TestDb;
 let port: number;
-let child: ChildProcess;
-let out = '';
+let serve: ServeProcess;
 /** Sessions opened by the tests, closed at the end. */
 const clients: pg.Client[] = [];
 
@@ -39,30 +38,8 @@ function writeConfig(extra: { encrypted: string; level?: string; listenPort?: nu
   writeFileSync(file, yaml + '\n', { mode: 0o600 });
 }
 
-/** The JSON log lines written so far. */
-function logs(): { msg: string; level: number; [k: string]: unknown }[] {
-  return out
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as { msg: string; level: number });
-}
-
-/** Sends SIGHUP and waits for the reload's outcome line (the n-th of its kind). */
-async function hup(): Promise<{ msg: string; [k: string]: unknown }> {
-  const outcome = (l: { msg: string }) => l.msg.startsWith('config reloaded:') || l.msg.startsWith('config reload rejected');
-  const before = logs().filter(outcome).length;
-  child.kill('SIGHUP');
-  await expect.poll(() => logs().filter(outcome).length, { timeout: 15_000 }).toBe(before + 1);
-  return logs().filter(outcome).at(-1)!;
-}
-
-async function until(ok: () => boolean, ms: number, why: () => string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(why());
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+const logs = () => serve.logs();
+const hup = () => serve.hup();
 
 async function session(): Promise<pg.Client> {
   const c = new pg.Client(retarget(db.url, '127.0.0.1', port));
@@ -77,26 +54,17 @@ async function stored(table: 'a' | 'b', id: number): Promise<string> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build first (npx tsc -p tsconfig.json)`);
   db = await createTestDatabase('ops_reload');
   await db.client.query('CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text)');
   execFileSync(process.execPath, [CLI, 'keygen', '--out', kek], { stdio: 'ignore' });
   port = await freePort();
   writeConfig({ encrypted: '  public.a: [v]' });
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VIGILO_CMEK_') && k !== 'PGCMEK_LOG_LEVEL'));
-  child = spawn(process.execPath, [CLI, 'serve', '--config', file], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  await until(() => out.includes('"pgcmek ready"'), 30_000, () => `serve did not start:\n${out}`);
+  serve = await spawnServe(file);
 });
 
 afterAll(async () => {
   for (const c of clients) await c.end().catch(() => {});
-  if (child && child.exitCode === null) {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGKILL');
-    await exited;
-  }
+  await serve?.kill();
   await db?.drop();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -168,8 +136,8 @@ describe('SIGHUP', () => {
   it('SIGTERM after all that still exits 0', async () => {
     for (const c of clients.splice(0)) await c.end();
     // 'close', not 'exit': the last log lines may still be in the pipe when the process exits.
-    const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
-    child.kill('SIGTERM');
+    const exited = new Promise<number | null>((r) => serve.child.once('close', (code) => r(code)));
+    serve.child.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(logs().at(-1)?.msg, JSON.stringify(logs().slice(-10).map((l) => [l.msg, l.session, l.time]))).toBe('pgcmek stopped');
   });
