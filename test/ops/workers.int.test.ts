@@ -118,7 +118,11 @@ describe('workers: 2', () => {
 
   it('/metrics adds up the workers: values, sessions, one build line', async () => {
     const held = await onEachWorker();
-    for (const [, c] of held) await c.query(`INSERT INTO a VALUES ($1, 'counted')`, [nextId++]);
+    for (const [, c] of held) {
+      await c.query(`INSERT INTO a VALUES ($1, 'counted')`, [nextId++]);
+      // 1 client message in 16 is timed from a random start: 16 more make a sample certain.
+      for (let i = 0; i < 16; i++) await c.query('SELECT 1');
+    }
     const text = await scrape();
     // Two values written by writeThroughEach, two here; one decrypted per worker.
     expect(sample(text, 'pgcmek_values_encrypted_total', { column: 'public.a.v' })).toBe(4);
@@ -126,6 +130,7 @@ describe('workers: 2', () => {
     // Sessions closed just before may still be closing in their worker.
     await expect.poll(async () => sample(await scrape(), 'pgcmek_sessions_open')).toBe(clients.length);
     expect(sample(text, 'pgcmek_queries_total', { protocol: 'extended' })).toBeGreaterThanOrEqual(6);
+    expect(sample(text, 'pgcmek_queries_total', { protocol: 'simple' })).toBeGreaterThanOrEqual(32);
     expect(text.match(/^pgcmek_build_info\{/gm)).toHaveLength(1);
     expect(sample(text, 'pgcmek_build_info')).toBe(1);
     expect(sample(text, 'pgcmek_config_generation')).toBe(1);
@@ -162,10 +167,19 @@ describe('workers: 2', () => {
     await writeThroughEach('b');
   });
 
-  it('SIGTERM stops the primary and its workers', async () => {
+  it('SIGTERM stops the primary and its workers, even one still starting', async () => {
     for (const c of clients.splice(0)) await c.end();
+    const pids = readFileSync(`/proc/${serve.child.pid}/task/${serve.child.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    const died = logs().filter((l) => l.msg === 'worker died; starting a new one').length;
+    process.kill(pids[0]!, 'SIGKILL');
+    // The primary forks a replacement at once; it is still loading when the SIGTERM comes.
+    await expect.poll(() => logs().filter((l) => l.msg === 'worker died; starting a new one').length, { timeout: 10_000 }).toBe(died + 1);
     const exited = new Promise<number | null>((r) => serve.child.once('close', (code) => r(code)));
+    const t0 = Date.now();
     serve.child.kill('SIGTERM');
     expect(await exited).toBe(0);
+    // Grace is 2 s; a starting worker that missed the close message used to be killed 10 s after it.
+    expect(Date.now() - t0).toBeLessThan(8_000);
+    expect(logs().filter((l) => l.msg === 'worker restart failed')).toEqual([]);
   });
 });
