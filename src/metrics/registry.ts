@@ -31,7 +31,7 @@ export interface MetricsSources {
  * Series about the process as a whole: with workers, the primary's (it reads the
  * config and reloads it); the rest come from the workers, where sessions run.
  */
-export const PRIMARY_SERIES: ReadonlySet<string> = new Set(['pgcmek_build_info', 'pgcmek_config_generation', 'pgcmek_config_reloads_total']);
+export const PRIMARY_SERIES: ReadonlySet<string> = new Set(['pgcmek_build_info', 'pgcmek_config_generation', 'pgcmek_config_reloads_total', 'pgcmek_worker_restarts_total']);
 
 type Series = [LabelValues<string>, number];
 
@@ -95,6 +95,9 @@ export function createMetrics(src: MetricsSources): ProxyMetrics {
   readGauge(registry, 'pgcmek_config_generation', 'Config generation in use for new sessions (1 at start, +1 per successful reload)', [], () => one(src.generation()));
   readCounter(registry, 'pgcmek_config_reloads_total', 'SIGHUP reloads, by result (error: the old config stayed)', ['result'], () => split(s.reloads, ['result']));
 
+  readCounter(registry, 'pgcmek_worker_restarts_total', 'Worker processes that died and were started again (workers > 1; their sessions were lost)', [], () =>
+    one(src.server()?.workerRestarts?.() ?? 0),
+  );
   readGauge(registry, 'pgcmek_sessions_open', 'Client sessions open now', [], () => one(src.server()?.sessionCount() ?? 0));
   readCounter(registry, 'pgcmek_sessions_total', 'Client sessions started', [], () => one(src.server()?.traffic?.().sessions ?? 0));
   readCounter(registry, 'pgcmek_client_received_bytes_total', 'Bytes received from clients', [], () => one(src.server()?.traffic?.().bytesIn ?? 0));

@@ -51,6 +51,8 @@ export async function startPrimary(config: Config, deps: ProxyDeps): Promise<Pro
   // What a worker started from now on gets: a worker that died is restarted with the last reloaded config.
   let current = config;
   let closing = false;
+  /** Workers that died (outside a shutdown) and were started again. */
+  let restarts = 0;
   let nextAsk = 1;
   /** Asks in flight: ask id → the worker asked and its resolver. */
   const asks = new Map<number, { worker: number; settle(a: Answer): void }>();
@@ -120,6 +122,7 @@ export async function startPrimary(config: Config, deps: ProxyDeps): Promise<Pro
         if (!listening) reject(new Error(`worker ${id} exited during start-up (code ${code}, signal ${signal})`));
         else if (!closing) {
           logger.error({ worker: id, code, signal }, 'worker died; starting a new one');
+          restarts++;
           fork(id).catch((err: Error) => {
             // A worker told to close while it was starting leaves before it listens: not a failure.
             if (!closing) logger.error({ worker: id, reason: err.message }, 'worker restart failed');
@@ -138,6 +141,7 @@ export async function startPrimary(config: Config, deps: ProxyDeps): Promise<Pro
     port,
     host: config.listen.host,
     sessionCount: () => [...sessions.values()].reduce((a, b) => a + b, 0),
+    workerRestarts: () => restarts,
     async reloadWorkers(next) {
       current = next;
       const answers = await ask({ op: 'reload', config: { ...next, workers: 1 } });

@@ -80,6 +80,8 @@ export interface ProxyServer {
   reloadWorkers?(config: Config): Promise<WorkerReload[]>;
   /** A cluster primary: every worker's metrics as prom-client JSON; a worker that does not answer in time is left out. */
   workerMetrics?(): Promise<unknown[][]>;
+  /** A cluster primary: workers that died and were started again. */
+  workerRestarts?(): number;
 }
 
 export interface ProxyTraffic {

@@ -134,6 +134,7 @@ describe('workers: 2', () => {
     expect(text.match(/^pgcmek_build_info\{/gm)).toHaveLength(1);
     expect(sample(text, 'pgcmek_build_info')).toBe(1);
     expect(sample(text, 'pgcmek_config_generation')).toBe(1);
+    expect(sample(text, 'pgcmek_worker_restarts_total')).toBe(0);
     expect(sample(text, 'pgcmek_frame_processing_seconds_count', { direction: 'client' })).toBeGreaterThan(0);
   });
 
@@ -165,6 +166,7 @@ describe('workers: 2', () => {
       .poll(() => readFileSync(`/proc/${serve.child.pid}/task/${serve.child.pid}/children`, 'utf8').trim().split(/\s+/).filter((p) => p && Number(p) !== pids[0]).length, { timeout: 15_000 })
       .toBe(2);
     await writeThroughEach('b');
+    expect(sample(await scrape(), 'pgcmek_worker_restarts_total')).toBe(1);
   });
 
   it('SIGTERM stops the primary and its workers, even one still starting', async () => {
