@@ -3,23 +3,16 @@
 // sessions survive and keep the map they started with; an invalid file, or a
 // KEK that cannot be loaded, is rejected with the reason in the log and the
 // proxy keeps serving with the config it had. Needs a build (`npm test` builds).
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/dev/cluster.js';
-import { createTestDatabase, type TestDb } from '../helpers/db.js';
 import { retarget } from '../helpers/proxy.js';
 import { upstreamYaml } from './helpers.js';
-import { CLI, spawnServe, type ServeProcess } from './serve-process.js';
+import { abFixture, spawnServe, type AbFixture, type ServeProcess } from './serve-process.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'pgcmek-reload-'));
-const file = join(dir, 'pgcmek.yaml');
-const kek = join(dir, 'kek.key');
-
-let db: TestDb;
+let fx: AbFixture;
 let port: number;
 let serve: ServeProcess;
 /** Sessions opened by the tests, closed at the end. */
@@ -30,43 +23,33 @@ function writeConfig(extra: { encrypted: string; level?: string; listenPort?: nu
     `listen: { host: 127.0.0.1, port: ${extra.listenPort ?? port} }`,
     upstreamYaml(),
     'shutdown_grace_seconds: 2',
-    `kek: { backend: local, local: { path: ${extra.kekPath ?? kek} } }`,
+    `kek: { backend: local, local: { path: ${extra.kekPath ?? fx.kek} } }`,
     `log: { level: ${extra.level ?? 'info'} }`,
     `encrypted:\n${extra.encrypted}`,
     extra.raw ?? '',
   ].join('\n');
-  writeFileSync(file, yaml + '\n', { mode: 0o600 });
+  writeFileSync(fx.file, yaml + '\n', { mode: 0o600 });
 }
 
 const logs = () => serve.logs();
 const hup = () => serve.hup();
 
 async function session(): Promise<pg.Client> {
-  const c = new pg.Client(retarget(db.url, '127.0.0.1', port));
+  const c = new pg.Client(retarget(fx.db.url, '127.0.0.1', port));
   await c.connect();
   clients.push(c);
   return c;
 }
 
-async function stored(table: 'a' | 'b', id: number): Promise<string> {
-  const r = await db.client.query<{ v: string }>(`SELECT v FROM ${table} WHERE id = $1`, [id]);
-  return r.rows[0]!.v;
-}
-
 beforeAll(async () => {
-  db = await createTestDatabase('ops_reload');
-  await db.client.query('CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text)');
-  execFileSync(process.execPath, [CLI, 'keygen', '--out', kek], { stdio: 'ignore' });
+  fx = await abFixture('ops_reload');
   port = await freePort();
   writeConfig({ encrypted: '  public.a: [v]' });
-  serve = await spawnServe(file);
+  serve = await spawnServe(fx.file);
 });
 
 afterAll(async () => {
-  for (const c of clients) await c.end().catch(() => {});
-  await serve?.kill();
-  await db?.drop();
-  rmSync(dir, { recursive: true, force: true });
+  await fx?.close(clients, serve);
 });
 
 describe('SIGHUP', () => {
@@ -76,8 +59,8 @@ describe('SIGHUP', () => {
     s1 = await session();
     await s1.query(`INSERT INTO a VALUES (1, 'a-secret-1')`);
     await s1.query(`INSERT INTO b VALUES (1, 'b-plain-1')`);
-    expect(await stored('a', 1)).toMatch(/^cmek:v1:/);
-    expect(await stored('b', 1)).toBe('b-plain-1');
+    expect(await fx.stored('a', 1)).toMatch(/^cmek:v1:/);
+    expect(await fx.stored('b', 1)).toBe('b-plain-1');
   });
 
   it('a column added to the map is encrypted in new sessions; the open session survives', async () => {
@@ -88,7 +71,7 @@ describe('SIGHUP', () => {
 
     const s2 = await session();
     await s2.query('INSERT INTO b VALUES (2, $1)', ['b-secret-2']);
-    expect(await stored('b', 2)).toMatch(/^cmek:v1:/);
+    expect(await fx.stored('b', 2)).toMatch(/^cmek:v1:/);
     expect((await s2.query('SELECT v FROM b WHERE id = 2')).rows[0].v).toBe('b-secret-2');
     // Legacy plaintext still reads through.
     expect((await s2.query('SELECT v FROM b WHERE id = 1')).rows[0].v).toBe('b-plain-1');
@@ -96,7 +79,7 @@ describe('SIGHUP', () => {
     // The session opened before the reload is still there, and keeps the map it started with.
     expect((await s1.query('SELECT v FROM a WHERE id = 1')).rows[0].v).toBe('a-secret-1');
     await s1.query(`INSERT INTO b VALUES (3, 'b-old-session-3')`);
-    expect(await stored('b', 3)).toBe('b-old-session-3');
+    expect(await fx.stored('b', 3)).toBe('b-old-session-3');
   });
 
   it('an invalid config is rejected with the reason; the proxy keeps serving with the current one', async () => {
@@ -107,18 +90,18 @@ describe('SIGHUP', () => {
 
     const s3 = await session();
     await s3.query(`INSERT INTO b VALUES (4, 'b-secret-4')`);
-    expect(await stored('b', 4)).toMatch(/^cmek:v1:/);
+    expect(await fx.stored('b', 4)).toMatch(/^cmek:v1:/);
     expect((await s1.query('SELECT 1 AS one')).rows[0].one).toBe(1);
   });
 
   it('a KEK that cannot be loaded is rejected too', async () => {
-    writeConfig({ encrypted: '  public.a: [v]', kekPath: join(dir, 'missing.key') });
+    writeConfig({ encrypted: '  public.a: [v]', kekPath: join(fx.dir, 'missing.key') });
     const line = await hup();
     expect(line.msg).toBe('config reload rejected: the current config stays');
     expect(line.reason).toMatch(/KekConfigError: local KEK file .*missing\.key does not exist/);
     const s4 = await session();
     await s4.query(`INSERT INTO b VALUES (5, 'b-secret-5')`);
-    expect(await stored('b', 5)).toMatch(/^cmek:v1:/);
+    expect(await fx.stored('b', 5)).toMatch(/^cmek:v1:/);
   });
 
   it('the log level applies at once; keys that need a restart are named and left as they are', async () => {

@@ -1,9 +1,13 @@
 // `pgcmek serve` as a child process (the build in dist/), for the operations tests
-// whose signals must reach a real process: SIGHUP reloads, cluster workers.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+// whose signals must reach a real process (SIGHUP reloads, cluster workers), and
+// the database and KEK they share.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type pg from 'pg';
 import { expect } from 'vitest';
+import { createTestDatabase, type TestDb } from '../helpers/db.js';
 
 export const CLI = join(process.cwd(), 'dist', 'src', 'cli.js');
 
@@ -59,6 +63,42 @@ export async function spawnServe(file: string): Promise<ServeProcess> {
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGKILL');
       await exited;
+    },
+  };
+}
+
+/** What the process tests stand on: tables a and b (id int, v text) in a fresh database, a local KEK, a config path. */
+export interface AbFixture {
+  db: TestDb;
+  dir: string;
+  /** Where the test writes its config. */
+  file: string;
+  kek: string;
+  /** The value of row `id` as Postgres stores it (read directly, not through the proxy). */
+  stored(table: 'a' | 'b', id: number): Promise<string>;
+  /** Ends the sessions, kills serve if it still runs, drops the database and the directory. */
+  close(clients: pg.Client[], serve: ServeProcess | undefined): Promise<void>;
+}
+
+export async function abFixture(name: string): Promise<AbFixture> {
+  const dir = mkdtempSync(join(tmpdir(), `pgcmek-${name}-`));
+  const kek = join(dir, 'kek.key');
+  const db = await createTestDatabase(name);
+  await db.client.query('CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text)');
+  execFileSync(process.execPath, [CLI, 'keygen', '--out', kek], { stdio: 'ignore' });
+  return {
+    db,
+    dir,
+    file: join(dir, 'pgcmek.yaml'),
+    kek,
+    async stored(table, id) {
+      return (await db.client.query<{ v: string }>(`SELECT v FROM ${table} WHERE id = $1`, [id])).rows[0]!.v;
+    },
+    async close(clients, serve) {
+      for (const c of clients) await c.end().catch(() => {});
+      await serve?.kill();
+      await db.drop();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

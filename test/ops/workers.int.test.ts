@@ -3,24 +3,17 @@
 // the primary) adds up the workers' series; SIGHUP reaches every worker, a
 // rejected file reaches none, and a worker that dies comes back with the config
 // last reloaded. Needs a build (`npm test` builds).
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/dev/cluster.js';
 import { workerOfPid } from '../../src/proxy/cancel.js';
-import { createTestDatabase, type TestDb } from '../helpers/db.js';
 import { retarget } from '../helpers/proxy.js';
 import { httpGet, sample, upstreamYaml } from './helpers.js';
-import { CLI, spawnServe, type ServeProcess } from './serve-process.js';
+import { abFixture, spawnServe, type AbFixture, type ServeProcess } from './serve-process.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'pgcmek-workers-'));
-const file = join(dir, 'pgcmek.yaml');
-const kek = join(dir, 'kek.key');
-
-let db: TestDb;
+let fx: AbFixture;
 let port: number;
 let metricsPort: number;
 let serve: ServeProcess;
@@ -34,18 +27,18 @@ function writeConfig(encrypted: string, raw = ''): void {
     'workers: 2',
     'shutdown_grace_seconds: 2',
     `metrics: { host: 127.0.0.1, port: ${metricsPort} }`,
-    `kek: { backend: local, local: { path: ${kek} } }`,
+    `kek: { backend: local, local: { path: ${fx.kek} } }`,
     'log: { level: info }',
     `encrypted:\n${encrypted}`,
     raw,
   ].join('\n');
-  writeFileSync(file, yaml + '\n', { mode: 0o600 });
+  writeFileSync(fx.file, yaml + '\n', { mode: 0o600 });
 }
 
 const logs = () => serve.logs();
 
 async function session(): Promise<{ c: pg.Client; worker: number }> {
-  const c = new pg.Client(retarget(db.url, '127.0.0.1', port));
+  const c = new pg.Client(retarget(fx.db.url, '127.0.0.1', port));
   c.on('error', () => {}); // a session on the worker that is killed below
   await c.connect();
   clients.push(c);
@@ -70,10 +63,6 @@ async function close(c: pg.Client): Promise<void> {
   await c.end();
 }
 
-async function stored(table: 'a' | 'b', id: number): Promise<string> {
-  return (await db.client.query<{ v: string }>(`SELECT v FROM ${table} WHERE id = $1`, [id])).rows[0]!.v;
-}
-
 async function scrape(): Promise<string> {
   const r = await httpGet({ host: '127.0.0.1', port: metricsPort }, '/metrics');
   expect(r.status).toBe(200);
@@ -85,27 +74,22 @@ async function writeThroughEach(table: 'a' | 'b'): Promise<void> {
   for (const [, c] of await onEachWorker()) {
     const id = nextId++;
     await c.query(`INSERT INTO ${table} VALUES ($1, $2)`, [id, `${table}-secret-${id}`]);
-    expect(await stored(table, id)).toMatch(/^cmek:v1:/);
+    expect(await fx.stored(table, id)).toMatch(/^cmek:v1:/);
     expect((await c.query(`SELECT v FROM ${table} WHERE id = $1`, [id])).rows[0].v).toBe(`${table}-secret-${id}`);
     await close(c);
   }
 }
 
 beforeAll(async () => {
-  db = await createTestDatabase('ops_workers');
-  await db.client.query('CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text)');
-  execFileSync(process.execPath, [CLI, 'keygen', '--out', kek], { stdio: 'ignore' });
+  fx = await abFixture('ops_workers');
   port = await freePort();
   metricsPort = await freePort();
   writeConfig('  public.a: [v]');
-  serve = await spawnServe(file);
+  serve = await spawnServe(fx.file);
 });
 
 afterAll(async () => {
-  for (const c of clients) await c.end().catch(() => {});
-  await serve?.kill();
-  await db?.drop();
-  rmSync(dir, { recursive: true, force: true });
+  await fx?.close(clients, serve);
 });
 
 describe('workers: 2', () => {
@@ -113,7 +97,7 @@ describe('workers: 2', () => {
     await writeThroughEach('a');
     const s = await session();
     await s.c.query(`INSERT INTO b VALUES (100, 'b-plain')`);
-    expect(await stored('b', 100)).toBe('b-plain');
+    expect(await fx.stored('b', 100)).toBe('b-plain');
   });
 
   it('/metrics adds up the workers: values, sessions, one build line', async () => {
