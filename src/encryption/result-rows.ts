@@ -77,7 +77,7 @@ export class ResultRows {
         ctx.logger.warn({ table: f.table, column: f.column, reason: e.reason, kekId: e.kekId }, 'value not decrypted; returned as stored (on_decrypt_error: ciphertext)');
     }
     try {
-      const r = decryptDataRow(frame, plan, this.layer.codec, this.kept!);
+      const r = decryptDataRow(frame, plan, this.layer.codec, this.kept!, ctx.toClient);
       return r instanceof Promise ? r.catch((e: unknown) => this.failed(e, ctx)) : r;
     } catch (e) {
       return this.failed(e, ctx);

@@ -7,7 +7,8 @@ import type { ResolvedCatalog } from '../catalog/types.js';
 import { CMEKDecryptionError } from '../crypto/errors.js';
 import type { ResultShape } from '../proxy/state-types.js';
 import { hasPrefixAt } from '../crypto/envelope.js';
-import { spliceValue, spliceValueFrom, spliceValues, type ValueEdit } from './splice.js';
+import { WRITTEN, type OutputSink } from '../proxy/out-batch.js';
+import { spliceValueFrom, spliceValues, splicedSize, splicedSizeAll, writeSpliced, writeSplicedAll, type ValueEdit } from './splice.js';
 import { shapeOf, type MaybePromise, type ValueCodec, type ValueShape } from './values.js';
 
 export interface FieldPlan {
@@ -88,12 +89,13 @@ interface PendingEdit {
 
 /**
  * Decrypts the planned fields of one DataRow frame. Returns undefined when the
- * row is unchanged, else the new frame. Throws RowDecryptError (possibly via the
- * Promise) when a field fails and its policy is `on_decrypt_error: error`.
- * One pass over the fields up to the last planned one; the new frame is one
- * allocation (splice.ts).
+ * row is unchanged, else the new frame: written into `out` when given and the
+ * row is decrypted at once (then the result is WRITTEN), else one allocation
+ * (splice.ts). Throws RowDecryptError (possibly via the Promise) when a field
+ * fails and its policy is `on_decrypt_error: error`. One pass over the fields
+ * up to the last planned one.
  */
-export function decryptDataRow(frame: Buffer, plan: RowPlan, codec: ValueCodec, kept: OnCiphertextKept): MaybePromise<Buffer | undefined> {
+export function decryptDataRow(frame: Buffer, plan: RowPlan, codec: ValueCodec, kept: OnCiphertextKept, out?: OutputSink): MaybePromise<Buffer | undefined> {
   // D, int32 len, int16 count, then (int32 len | -1, bytes)*.
   const count = frame.readInt16BE(5);
   const visits = plan.visits;
@@ -116,7 +118,7 @@ export function decryptDataRow(frame: Buffer, plan: RowPlan, codec: ValueCodec, 
       if (c >= 0) {
         const bytes = codec.cachedBytes();
         const n = codec.cachedLength();
-        if (visits.length === 1) return spliceValueFrom(frame, at, end, bytes, c, c + n);
+        if (visits.length === 1) return splice(frame, at, end, bytes, c, c + n, out);
         r = Buffer.allocUnsafe(n); // the next field's decryption may overwrite the cache's bytes
         bytes.copy(r, 0, c, c + n);
       } else {
@@ -137,10 +139,23 @@ export function decryptDataRow(frame: Buffer, plan: RowPlan, codec: ValueCodec, 
     at = end;
   }
   if (value === undefined) return undefined;
-  if (!more && !pending) return spliceValue(frame, from, to, value as Buffer);
+  if (!more && !pending) return splice(frame, from, to, value as Buffer, 0, (value as Buffer).length, out);
   const all: PendingEdit[] = [{ from, to, value }, ...(more ?? [])];
-  if (!pending) return spliceValues(frame, all as ValueEdit[]);
+  if (!pending) {
+    if (out === undefined) return spliceValues(frame, all as ValueEdit[]);
+    const buf = out.claim(splicedSizeAll(frame, all as ValueEdit[]));
+    writeSplicedAll(frame, all as ValueEdit[], buf, out.claimAt);
+    return WRITTEN;
+  }
   return Promise.all(all.map((e) => e.value)).then((vals) => spliceValues(frame, all.map((e, k) => ({ from: e.from, to: e.to, value: vals[k]! }))));
+}
+
+/** The frame with [from, to) holding src[vs, ve): in `out` when given, else a new Buffer. */
+function splice(frame: Buffer, from: number, to: number, src: Buffer, vs: number, ve: number, out: OutputSink | undefined): Buffer {
+  if (out === undefined) return spliceValueFrom(frame, from, to, src, vs, ve);
+  const buf = out.claim(splicedSize(frame, from, to, ve - vs));
+  writeSpliced(frame, from, to, src, vs, ve, buf, out.claimAt);
+  return WRITTEN;
 }
 
 /** The field's new bytes, or undefined when it stays as it is. */

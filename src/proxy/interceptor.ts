@@ -5,9 +5,10 @@
 import type { Logger } from '../log.js';
 import type { SessionState } from './state.js';
 import type { InternalReplyHandler, Pending } from './state-types.js';
-import type { Verdict } from './pump.js';
+import type { OutputSink, Verdict } from './pump.js';
 
-export type { Verdict };
+export type { OutputSink, Verdict };
+export { WRITTEN } from './out-batch.js';
 
 /** Forward the frame unchanged. */
 export const FORWARD: Verdict = undefined;
@@ -45,6 +46,11 @@ export interface InterceptContext {
    * to the client's latest message would be. Unordered: at the next frame boundary.
    */
   sendToClient(frames: Buffer, opts?: { ordered?: boolean }): void;
+  /**
+   * While onBackend decides a frame synchronously: where its replacement can be
+   * written in place (then return WRITTEN) instead of returned as a new Buffer.
+   */
+  readonly toClient: OutputSink;
 }
 
 export interface Interceptor {

@@ -11,16 +11,20 @@
 //   PASS   forward; nobody is told
 //   NOTE   forward; `note(code, len)` is called when its header has been read
 //   WHOLE  buffer it; `frame(code, bytes)` decides: forward (undefined), drop
-//          (null) or replace (a Buffer of frames), possibly through a Promise
+//          (null) or replace (a Buffer of frames, or WRITTEN when the hook wrote
+//          them in place with claim()), possibly through a Promise
 // While a Promise is pending, later bytes wait in a backlog (order is kept); the
 // source is paused if the backlog grows. A false `dst.write()` pauses the
 // source until 'drain' (backpressure: a slow reader never makes the proxy
-// buffer a large result).
+// buffer a large result). What a chunk sends is gathered in out-batch.ts.
 // One file (a little over 400 lines) on purpose: framing, runs, the backlog and
 // backpressure are one state machine over one cursor and one set of flags.
 import type { Socket } from 'node:net';
 import { ProtocolError } from '../protocol/errors.js';
 import { reuseReaderOf, type ReuseReader } from './reuse-reader.js';
+import { OutBatch, type OutputSink } from './out-batch.js';
+
+export { WRITTEN, type OutputSink } from './out-batch.js';
 
 export const PASS = 0;
 export const NOTE = 1;
@@ -45,7 +49,7 @@ export interface PumpOptions {
 
 type Out = { buf: Buffer; before?: () => void };
 
-export class Pump {
+export class Pump implements OutputSink {
   /** Per type byte: PASS, NOTE or WHOLE. Replace entries at any time; the next frame sees them. */
   table: Uint8Array = new Uint8Array(256);
   /** Overrides `table` when set (the session uses it while internal replies are pending). */
@@ -65,7 +69,7 @@ export class Pump {
   private hdrLen = 0;
   private hdrKind = PASS;
   /** Writes gathered while handling the current chunk (see write()). */
-  private pendingOut: Buffer[] = [];
+  private readonly out: OutBatch;
   /** Body bytes of a forwarded frame still to come. */
   private bodyLeft = 0;
   /** A WHOLE frame being assembled across chunks. */
@@ -100,6 +104,25 @@ export class Pump {
   ) {
     this.maxFrame = opts.maxFrame;
     this.highWater = opts.backlogHighWater ?? 1 << 20;
+    this.out = new OutBatch(
+      (buf) => this.send(buf),
+      () => dst.writableLength === 0,
+      (on) => (on ? dst.cork() : dst.uncork()),
+    );
+  }
+
+  get claimAt(): number {
+    return this.out.claimAt;
+  }
+
+  /**
+   * For a WHOLE hook: room for the frame's replacement, written in place
+   * (OutputSink). The run before the frame goes first.
+   */
+  claim(n: number): Buffer {
+    if (this.chunk === null) throw new Error('Pump.claim outside a frame hook');
+    this.flushRun();
+    return this.out.claim(n);
   }
 
   /** Starts reading `src`; `initial` is data already read from it. */
@@ -184,9 +207,9 @@ export class Pump {
   private write(buf: Buffer): void {
     if (buf.length === 0) return;
     // Inside process(), writes are gathered and leave together when the chunk is done:
-    // a chunk with rewritten frames then costs one writev, not one syscall per piece.
+    // a chunk with rewritten frames then costs one write, not one syscall per piece.
     if (this.chunk !== null) {
-      this.pendingOut.push(buf);
+      this.out.add(buf);
       return;
     }
     this.send(buf);
@@ -197,21 +220,6 @@ export class Pump {
       this.pausedForDst = true;
       this.src.pause();
     }
-  }
-
-  /** Sends what process() gathered: one write, or one corked batch (a single writev). */
-  private flushPending(): void {
-    const out = this.pendingOut;
-    if (out.length === 0) return;
-    this.pendingOut = [];
-    if (out.length === 1) return this.send(out[0]!);
-    let total = 0;
-    for (const b of out) total += b.length;
-    // Small batches: one copy beats a writev of many tiny iovecs (Node's writev path costs more than a memcpy).
-    if (total <= 65536) return this.send(Buffer.concat(out, total));
-    this.dst.cork();
-    for (const b of out) this.send(b);
-    this.dst.uncork();
   }
 
   private flushRun(): void {
@@ -334,7 +342,7 @@ export class Pump {
       this.hooks.fail(err as Error);
     } finally {
       this.chunk = null;
-      this.flushPending();
+      this.out.flush();
     }
   }
 

@@ -130,10 +130,10 @@ export class Session {
 
     this.interceptor = this.deps.interceptor?.(this.info);
     if (this.interceptor?.trackState) this.state = new SessionState();
-    this.ctx = this.makeContext();
 
     this.c2s = new Pump(client, up, { note: this.frontendNote, frame: this.frontendFrame, fail: this.clientFailed }, { maxFrame: this.deps.maxClientFrame });
     this.s2c = new Pump(up, client, { note: this.backendNote, frame: this.backendFrame, fail: this.serverFailed }, { maxFrame: this.deps.maxServerFrame });
+    this.ctx = this.makeContext();
     // Until the first ReadyForQuery only start-up messages need a look.
     this.s2c.table[BackendCode.Authentication] = WHOLE;
     this.s2c.table[BackendCode.BackendKeyData] = WHOLE;
@@ -287,6 +287,7 @@ export class Session {
       info: this.info,
       state: this.state,
       logger: this.logger,
+      toClient: this.s2c!,
       injectToServer: (frames: Buffer, handler?: InternalReplyHandler) => {
         const parts = splitFrames(frames);
         this.c2s!.emit(frames, () => {

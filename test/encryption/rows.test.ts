@@ -13,6 +13,7 @@ import { decodeDataRow, encodeDataRow } from '../../src/protocol/backend/data-ro
 import type { ResultShape } from '../../src/proxy/state-types.js';
 import { decryptDataRow, planRows, RowDecryptError, type RowPlan } from '../../src/encryption/rows.js';
 import { ValueCodec } from '../../src/encryption/values.js';
+import { WRITTEN, type OutputSink } from '../../src/proxy/out-batch.js';
 
 const policy = (over: Partial<ColumnPolicy> = {}): ColumnPolicy => ({ column: 'secret', searchable: false, onDecryptError: 'error', encryptEmpty: false, ...over });
 const TEXT = 25;
@@ -102,6 +103,45 @@ describe('decryptDataRow', () => {
     expect(decryptDataRow(encodeDataRow([b('1'), null, b('x'), b('cmek:v1')]), plan, codec, () => {})).toBeUndefined();
     // Fewer columns than planned (a different result): nothing read past the row.
     expect(decryptDataRow(encodeDataRow([b('1')]), plan, codec, () => {})).toBeUndefined();
+  });
+
+  it('with an output sink, the new row is written in place: the same bytes as the allocated one', async () => {
+    // A sink that already holds other output: the row must land exactly at claimAt.
+    const arena = Buffer.alloc(64 * 1024, 0xee);
+    let used = 100;
+    const claims: [number, number][] = [];
+    const sink: OutputSink = {
+      claimAt: 0,
+      claim(n: number) {
+        (this as { claimAt: number }).claimAt = used;
+        claims.push([used, n]);
+        used += n;
+        return arena;
+      },
+    };
+    const plan = planRows(full(), catalog(policy()), false)!;
+    const one = planRows(shape([{ oid: T1, attr: 1 }, { oid: T1, attr: 2 }]), catalog(policy()), false)!;
+    const s = await enc('sink-secret');
+    const rows: [Buffer, RowPlan][] = [
+      [encodeDataRow([b('1'), s]), one], // one field: cold, then from the value cache
+      [encodeDataRow([b('1'), s]), one],
+      [encodeDataRow([b('2'), await enc('x'.repeat(3000)), b('n'), await enc('t')]), plan], // several fields
+      [encodeDataRow([b('3'), s, null, null]), plan],
+    ];
+    for (const [frame, p] of rows) {
+      const want = decryptDataRow(frame, p, codec, () => {}) as Buffer;
+      const before = claims.length;
+      expect(decryptDataRow(frame, p, codec, () => {}, sink)).toBe(WRITTEN);
+      expect(claims.length).toBe(before + 1);
+      const [at, n] = claims.at(-1)!;
+      expect(n).toBe(want.length);
+      expect(arena.subarray(at, at + n)).toEqual(want);
+    }
+    expect(arena[99]).toBe(0xee); // nothing written before the first claim
+    expect(arena[used]).toBe(0xee); // nor past the last
+    // Nothing to decrypt: nothing claimed, the frame is forwarded.
+    expect(decryptDataRow(encodeDataRow([b('1'), b('legacy')]), one, codec, () => {}, sink)).toBeUndefined();
+    expect(claims).toHaveLength(rows.length);
   });
 
   it('a long value and a short one in one row: lengths and the frame length are rewritten', async () => {

@@ -34,6 +34,10 @@ export class FakeSink extends EventEmitter {
     this.corks++;
   }
   uncork(): void {}
+  /** What a real socket still holds unwritten: something while the reader is slow. */
+  get writableLength(): number {
+    return this.full ? 1 : 0;
+  }
   write(b: Buffer): boolean {
     this.raw.push(b);
     this.writes.push(Buffer.from(b));

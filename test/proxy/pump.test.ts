@@ -2,7 +2,7 @@
 // boundaries are, hooks must see exactly the frames their table asks for, in
 // order, and backpressure must pause the source.
 import { describe, expect, it } from 'vitest';
-import { NOTE, PASS, Pump, WHOLE, type PumpHooks, type Verdict } from '../../src/proxy/pump.js';
+import { NOTE, PASS, Pump, WHOLE, WRITTEN, type PumpHooks, type Verdict } from '../../src/proxy/pump.js';
 import { ProtocolError } from '../../src/protocol/errors.js';
 import { FakeSink, FakeSource, frame, rng } from './fakes.js';
 
@@ -12,7 +12,7 @@ interface Seen {
   errors: Error[];
 }
 
-function setup(opts: { table?: Record<string, number>; verdict?: (code: number, f: Buffer) => Verdict | Promise<Verdict>; maxFrame?: number; highWater?: number } = {}) {
+function setup(opts: { table?: Record<string, number>; verdict?: (code: number, f: Buffer, pump: Pump) => Verdict | Promise<Verdict>; maxFrame?: number; highWater?: number } = {}) {
   const src = new FakeSource();
   const dst = new FakeSink();
   const seen: Seen = { notes: [], wholes: [], errors: [] };
@@ -20,7 +20,7 @@ function setup(opts: { table?: Record<string, number>; verdict?: (code: number, 
     note: (code, len) => seen.notes.push([String.fromCharCode(code), len]),
     frame: (code, f) => {
       seen.wholes.push(Buffer.from(f));
-      return opts.verdict ? opts.verdict(code, f) : undefined;
+      return opts.verdict ? opts.verdict(code, f, pump) : undefined;
     },
     fail: (e) => seen.errors.push(e),
   };
@@ -128,6 +128,34 @@ describe('Pump verdicts', () => {
     const s = Buffer.concat([frame('D', 2), frame('T', 100), frame('D', 3)]);
     for (const c of cut(s, [9, 50, 100])) src.send(c);
     expect(dst.bytes).toEqual(Buffer.concat([frame('D', 2), frame('T', 'r'), frame('D', 3)]));
+  });
+
+  it('a replacement written in place with claim() keeps the order, whatever the chunking', () => {
+    // Every T becomes "T" + its body reversed, written straight into the pump's output.
+    const verdict = (_code: number, f: Buffer, pump: Pump): Verdict => {
+      const out = pump.claim(f.length);
+      const at = pump.claimAt;
+      f.copy(out, at, 0, 5);
+      for (let k = 5; k < f.length; k++) out[at + k] = f[f.length - 1 - (k - 5)]!;
+      return WRITTEN;
+    };
+    const body = Buffer.from('abcdefghij'.repeat(30));
+    const rev = Buffer.from([...body].reverse());
+    const s = Buffer.concat([frame('D', 2), frame('T', body), frame('C', 'x\0'), frame('T', body), frame('T', 'xy'), frame('Z', 'I')]);
+    const want = Buffer.concat([frame('D', 2), frame('T', rev), frame('C', 'x\0'), frame('T', rev), frame('T', 'yx'), frame('Z', 'I')]);
+    const random = rng(7);
+    for (let round = 0; round < 200; round++) {
+      const { src, dst, seen } = setup({ table: { T: WHOLE }, verdict });
+      const cuts = round === 0 ? [] : [...new Set(Array.from({ length: 1 + (round % 4) }, () => Math.floor(random() * s.length)))].sort((a, b) => a - b);
+      for (const c of cut(s, cuts)) src.send(c);
+      expect(dst.bytes).toEqual(want);
+      expect(seen.errors).toEqual([]);
+    }
+  });
+
+  it('claim() outside a frame hook is refused', () => {
+    const { pump } = setup();
+    expect(() => pump.claim(5)).toThrow(/outside a frame hook/);
   });
 
   it('a pending Promise holds every later frame, and order is kept', async () => {
