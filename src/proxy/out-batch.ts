@@ -9,7 +9,9 @@
 //    chunk still leaves as one Buffer.
 //  - The arena is reused only when the socket took the whole send at once
 //    (`writableLength` back to 0: nothing refers to its bytes any more);
-//    otherwise the socket keeps it and the next claim starts a new one.
+//    otherwise the socket keeps it and the next claim starts a new one. To a
+//    socket already behind (a slow reader), arena bytes go as a copy, so at
+//    most one arena per session waits in a socket's queue.
 
 /** Where a hook writes a replacement frame: `claim(n)`, then n bytes at `claimAt`. */
 export interface OutputSink {
@@ -28,6 +30,7 @@ export interface OutputSink {
  */
 export const WRITTEN: Buffer = Buffer.alloc(0);
 
+/** The smallest arena; it grows (up to 64 KiB) for a session whose chunks are larger. */
 const ARENA_BYTES = 16 * 1024;
 /** Larger batches leave as one corked writev of their parts: a copy of them would cost more. */
 const CONCAT_MAX = 65536;
@@ -65,11 +68,16 @@ export class OutBatch implements OutputSink {
     this.partBytes += n;
   }
 
-  claim(n: number): Buffer {
-    if (!this.gathering) this.begin(n);
+  /**
+   * `ahead`: bytes of input still to come in this batch (the rest of the
+   * chunk), which the arena is sized for: a rewritten frame is no longer
+   * than the one it replaces on the read path, so a chunk's output then fits.
+   */
+  claim(n: number, ahead = 0): Buffer {
+    if (!this.gathering) this.begin(n, ahead);
     else if (this.pos + n > this.arena!.length) {
       this.seal();
-      this.arena = Buffer.allocUnsafeSlow(Math.max(ARENA_BYTES, n));
+      this.arena = Buffer.allocUnsafeSlow(arenaSize(n + ahead, n));
       this.segStart = this.pos = 0;
     }
     this.claimAt = this.pos;
@@ -79,38 +87,40 @@ export class OutBatch implements OutputSink {
 
   /** Sends everything gathered. */
   flush(): void {
-    let arenaSent = false;
-    if (this.gathering) {
-      arenaSent = this.pos > this.segStart || this.parts.length > 0;
+    const arenaUsed = this.gathering;
+    if (arenaUsed) {
       this.seal();
       this.gathering = false;
     }
     const out = this.parts;
-    if (out.length === 0) return this.reuse(false);
+    if (out.length === 0) return this.reset(false);
     const total = this.partBytes;
     this.parts = [];
     this.partBytes = 0;
-    if (out.length === 1) {
-      this.send(out[0]!);
-      return this.reuse(arenaSent);
-    }
     // Small batches: one copy beats a writev of many tiny iovecs (Node's writev path costs more than a memcpy).
-    if (total <= CONCAT_MAX) {
+    if (out.length > 1 && total <= CONCAT_MAX) {
       this.send(Buffer.concat(out, total));
-      return this.reuse(false);
+      return this.reset(false);
     }
-    this.cork(true);
-    for (const b of out) this.send(b);
-    this.cork(false);
-    this.reuse(arenaSent);
+    // A socket that already holds unsent bytes queues this send: arena bytes then
+    // leave as a copy of their own size, so a slow reader pins no arena.
+    const queued = arenaUsed && !this.drained();
+    const arena = this.arena;
+    if (out.length === 1) this.send(queued && out[0]!.buffer === arena?.buffer ? Buffer.from(out[0]!) : out[0]!);
+    else {
+      this.cork(true);
+      for (const b of out) this.send(queued && b.buffer === arena?.buffer ? Buffer.from(b) : b);
+      this.cork(false);
+    }
+    this.reset(arenaUsed && !queued);
   }
 
   /** Starts gathering in the arena, moving what is already gathered into it when it fits. */
-  private begin(n: number): void {
+  private begin(n: number, ahead: number): void {
     let a = this.arena;
     const need = this.partBytes + n;
-    if (a === null || a.length < need) {
-      a = Buffer.allocUnsafeSlow(Math.max(ARENA_BYTES, need <= CONCAT_MAX ? need : n));
+    if (a === null || a.length < Math.min(need + ahead, CONCAT_MAX)) {
+      a = Buffer.allocUnsafeSlow(arenaSize(need + ahead, need <= CONCAT_MAX ? need : n));
       this.arena = a;
     }
     let p = 0;
@@ -132,11 +142,16 @@ export class OutBatch implements OutputSink {
     this.segStart = this.pos;
   }
 
-  /** After a send: the arena starts again from 0, or is let go when the socket still refers to it. */
-  private reuse(arenaSent: boolean): void {
+  /** After a send: the arena starts again from 0, or is let go when the socket kept a reference to it. */
+  private reset(arenaSent: boolean): void {
     if (arenaSent && !this.drained()) this.arena = null;
     this.segStart = this.pos = 0;
   }
+}
+
+/** Room for `want` bytes, at least `need`: 16 KiB to 64 KiB (a larger batch leaves as a writev anyway). */
+function arenaSize(want: number, need: number): number {
+  return Math.max(ARENA_BYTES, Math.min(want, CONCAT_MAX), need);
 }
 
 /** Short runs copied in JS: a native copy's call costs more than a few dozen bytes of loop. */

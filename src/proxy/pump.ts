@@ -120,9 +120,10 @@ export class Pump implements OutputSink {
    * (OutputSink). The run before the frame goes first.
    */
   claim(n: number): Buffer {
-    if (this.chunk === null) throw new Error('Pump.claim outside a frame hook');
+    const c = this.chunk;
+    if (c === null) throw new Error('Pump.claim outside a frame hook');
     this.flushRun();
-    return this.out.claim(n);
+    return this.out.claim(n, c.length - this.pos);
   }
 
   /** Starts reading `src`; `initial` is data already read from it. */

@@ -39,22 +39,65 @@ describe('OutBatch', () => {
   });
 
   it('reuses its arena only when the socket took the last send whole', () => {
-    let drained = true;
-    const t = batch({ drained: () => drained });
-    t.claimText('first');
-    t.ob.flush();
-    t.claimText('again');
-    t.ob.flush();
-    // Reused: the second send overwrote the bytes of the first.
-    expect(t.sent[0]!.buffer).toBe(t.sent[1]!.buffer);
-    drained = false;
-    t.claimText('held!');
-    t.ob.flush();
-    t.claimText('fresh');
-    t.ob.flush();
-    // The socket still held "held!": the next claim had to go elsewhere.
-    expect(t.sent[2]!.toString()).toBe('held!');
-    expect(t.sent[3]!.buffer).not.toBe(t.sent[2]!.buffer);
+    // `held`: the fake socket has unsent bytes; `partial`: the next send is not taken whole.
+    let held = false;
+    let partial = false;
+    const sent: Buffer[] = [];
+    const ob = new OutBatch(
+      (b) => {
+        sent.push(b);
+        if (partial) held = true;
+      },
+      () => !held,
+      () => {},
+    );
+    const claimText = (text: string) => ob.claim(text.length).write(text, ob.claimAt, 'latin1');
+    claimText('first');
+    ob.flush();
+    claimText('again');
+    ob.flush();
+    // Taken whole: the second send reused the first one's bytes.
+    expect(sent[1]!.buffer).toBe(sent[0]!.buffer);
+    partial = true;
+    claimText('held!');
+    ob.flush();
+    expect(sent[2]!.buffer).toBe(sent[0]!.buffer); // the socket was empty: the arena itself went out…
+    claimText('fresh');
+    ob.flush();
+    // …and it still holds it, unsent: this batch must be elsewhere, and "held!" intact.
+    expect(sent[3]!.buffer).not.toBe(sent[2]!.buffer);
+    expect(sent[2]!.toString()).toBe('held!');
+    expect(sent[3]!.toString()).toBe('fresh');
+  });
+
+  it('to a socket already behind, arena bytes go as a copy and the arena stays in use', () => {
+    let held = false;
+    const sent: Buffer[] = [];
+    const texts: string[] = []; // as each send was made (a send taken whole leaves its bytes free for reuse)
+    const ob = new OutBatch(
+      (b) => {
+        sent.push(b);
+        texts.push(b.toString());
+      },
+      () => !held,
+      () => {},
+    );
+    const claimText = (text: string) => ob.claim(text.length).write(text, ob.claimAt, 'latin1');
+    claimText('one');
+    ob.flush();
+    held = true; // a slow reader: every later send waits in the socket's queue
+    for (const w of ['two', 'three', 'four']) {
+      claimText(w);
+      ob.flush();
+    }
+    expect(texts).toEqual(['one', 'two', 'three', 'four']);
+    expect(sent.slice(1).map(String)).toEqual(['two', 'three', 'four']); // the queued ones still hold their bytes
+    // Each queued send is a copy; none pins the arena (the first send's buffer).
+    for (const b of sent.slice(1)) expect(b.buffer).not.toBe(sent[0]!.buffer);
+    held = false;
+    claimText('five');
+    ob.flush();
+    expect(sent[4]!.buffer).toBe(sent[0]!.buffer); // the same arena, reused
   });
 
   it('starts a new arena when a claim does not fit, and still sends everything in order', () => {
@@ -69,6 +112,25 @@ describe('OutBatch', () => {
     t.ob.flush();
     expect(t.text().join('')).toBe(parts.join(''));
     expect(t.sent).toHaveLength(1); // under 64 KiB: one Buffer
+  });
+
+  it('sizes its arena for the rest of the chunk (`ahead`), so a large chunk still leaves as one Buffer it did not copy again', () => {
+    const t = batch();
+    const rows: string[] = [];
+    let ahead = 50_000;
+    for (let i = 0; i < 45; i++) {
+      const s = String(i % 10).repeat(1000);
+      rows.push(s);
+      t.ob.claim(s.length, ahead).write(s, t.ob.claimAt, 'latin1');
+      ahead -= 1100; // each row replaced a longer one
+    }
+    t.ob.flush();
+    expect(t.sent).toHaveLength(1);
+    expect(t.text()[0]).toBe(rows.join(''));
+    // It was the arena itself (the next batch reuses its memory), not a concat of several arenas.
+    t.claimText('next');
+    t.ob.flush();
+    expect(t.sent[1]!.buffer).toBe(t.sent[0]!.buffer);
   });
 
   it('sends a batch over 64 KiB as a corked series of writes', () => {
