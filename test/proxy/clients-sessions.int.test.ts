@@ -93,6 +93,11 @@ describe('sessions through the proxy', () => {
 
   it('200 concurrent sessions each running queries', async () => {
     const url = proxy.via(db.url);
+    // Backends of the tests before may still be exiting (a client's end() does not wait for its backend).
+    await until('earlier backends to exit', async () => {
+      const r = await db.client.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [db.name]);
+      return r.rows[0].n === 0;
+    });
     const clients = await Promise.all(Array.from({ length: 200 }, () => connect(url)));
     try {
       const results = await Promise.all(
