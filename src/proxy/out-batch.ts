@@ -19,6 +19,8 @@ export interface OutputSink {
    * Reserves n bytes at the current end of the output and returns the buffer
    * holding them, from `claimAt`. The caller must fill all n bytes and return
    * WRITTEN as its verdict; only while a frame is being decided, never later.
+   * A hook that claims and then throws or returns another verdict has its
+   * claim taken back (with anything written after it): no stray bytes leave.
    */
   claim(n: number): Buffer;
   readonly claimAt: number;
@@ -45,6 +47,10 @@ export class OutBatch implements OutputSink {
   private pos = 0;
   private gathering = false;
   claimAt = 0;
+  /** Set by claim(); the pump clears it before each hook, to take back a claim the hook did not use. */
+  claimed = false;
+  private claimBuf: Buffer | null = null;
+  private claimLen = 0;
 
   constructor(
     private readonly send: (buf: Buffer) => void,
@@ -82,7 +88,26 @@ export class OutBatch implements OutputSink {
     }
     this.claimAt = this.pos;
     this.pos += n;
+    this.claimed = true;
+    this.claimBuf = this.arena;
+    this.claimLen = n;
     return this.arena!;
+  }
+
+  /**
+   * Takes back the last claim and whatever was added after it (see
+   * OutputSink.claim). False when it was already sealed into a part by later
+   * output: then its bytes are zeroed (no stale memory may leave) and the
+   * caller must end the session, as the stream is no longer whole.
+   */
+  unclaim(): boolean {
+    this.claimed = false;
+    if (this.gathering && this.claimBuf === this.arena && this.claimAt >= this.segStart) {
+      this.pos = this.claimAt;
+      return true;
+    }
+    this.claimBuf?.fill(0, this.claimAt, this.claimAt + this.claimLen);
+    return false;
   }
 
   /** Sends everything gathered. */

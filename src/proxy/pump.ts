@@ -22,7 +22,7 @@
 import type { Socket } from 'node:net';
 import { ProtocolError } from '../protocol/errors.js';
 import { reuseReaderOf, type ReuseReader } from './reuse-reader.js';
-import { OutBatch, type OutputSink } from './out-batch.js';
+import { OutBatch, WRITTEN, type OutputSink } from './out-batch.js';
 
 export { WRITTEN, type OutputSink } from './out-batch.js';
 
@@ -356,7 +356,7 @@ export class Pump implements OutputSink {
     this.pos = start;
     this.keeps = true; // the hook may keep the view (the session state keeps RowDescriptions)
     this.viewKept = true;
-    const v = this.hooks.frame(this.hdrCode, frame);
+    const v = this.ask(frame);
     if (v === undefined) {
       this.pos = frameEnd; // forwarded as part of the run, no copy
       return true;
@@ -376,7 +376,7 @@ export class Pump implements OutputSink {
   /** A WHOLE frame assembled in its own buffer (nothing of it is in the run). */
   private decide(frame: Buffer): boolean {
     this.flushRun();
-    const v = this.hooks.frame(this.hdrCode, frame);
+    const v = this.ask(frame);
     if (v === undefined) {
       this.write(frame);
       return true;
@@ -388,6 +388,19 @@ export class Pump implements OutputSink {
     }
     this.block(v, frame);
     return false;
+  }
+
+  /** The hook's verdict on a WHOLE frame; a claim it made and did not use is taken back. */
+  private ask(frame: Buffer): Verdict | Promise<Verdict> {
+    const out = this.out;
+    out.claimed = false;
+    let v: Verdict | Promise<Verdict> = undefined;
+    try {
+      v = this.hooks.frame(this.hdrCode, frame);
+    } finally {
+      if (out.claimed && v !== WRITTEN && !out.unclaim()) v = Promise.reject(new Error('a hook claimed output it did not fill'));
+    }
+    return v;
   }
 
   /** Holds every later byte until `v` settles, then applies it and carries on. */

@@ -133,6 +133,24 @@ describe('OutBatch', () => {
     expect(t.sent[1]!.buffer).toBe(t.sent[0]!.buffer);
   });
 
+  it('unclaim() takes a claim back, or, once later output sealed it, zeroes it and says so', () => {
+    const t = batch();
+    t.ob.add(Buffer.from('run'));
+    t.claimText('xxxx');
+    expect(t.ob.unclaim()).toBe(true);
+    t.claimText('row');
+    t.ob.flush();
+    expect(t.text()).toEqual(['runrow']);
+    // A claim, then output too large for the arena: the claim is sealed into a part.
+    t.claimText('secret');
+    t.ob.add(Buffer.alloc(70_000, 'b'));
+    expect(t.ob.unclaim()).toBe(false);
+    t.ob.flush();
+    const all = Buffer.concat(t.sent.slice(1));
+    expect(all.includes('secret')).toBe(false);
+    expect(all.subarray(0, 6)).toEqual(Buffer.alloc(6)); // zeroed, not stale bytes
+  });
+
   it('sends a batch over 64 KiB as a corked series of writes', () => {
     const t = batch();
     const big = Buffer.alloc(70_000, 'b');

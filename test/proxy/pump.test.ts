@@ -153,6 +153,30 @@ describe('Pump verdicts', () => {
     }
   });
 
+  it('a claim the hook does not use (another verdict, or a throw) is taken back: none of its bytes leave', () => {
+    const stream = Buffer.concat([frame('D', 2), frame('T', 40), frame('Z', 'I')]);
+    // Claims room and fills it with 0xAA, then decides otherwise.
+    const claimThen = (then: () => Verdict) => (_code: number, f: Buffer, pump: Pump): Verdict => {
+      pump.claim(f.length).fill(0xaa, pump.claimAt, pump.claimAt + f.length);
+      return then();
+    };
+    const replaced = setup({ table: { T: WHOLE }, verdict: claimThen(() => frame('T', 'instead')) });
+    replaced.src.send(stream);
+    expect(replaced.dst.bytes).toEqual(Buffer.concat([frame('D', 2), frame('T', 'instead'), frame('Z', 'I')]));
+    const dropped = setup({ table: { T: WHOLE }, verdict: claimThen(() => null) });
+    dropped.src.send(stream);
+    expect(dropped.dst.bytes).toEqual(Buffer.concat([frame('D', 2), frame('Z', 'I')]));
+    const threw = setup({
+      table: { T: WHOLE },
+      verdict: claimThen(() => {
+        throw new Error('boom');
+      }),
+    });
+    threw.src.send(stream);
+    expect(threw.seen.errors.map((e) => e.message)).toEqual(['boom']);
+    expect(threw.dst.bytes.includes(0xaa)).toBe(false);
+  });
+
   it('claim() outside a frame hook is refused', () => {
     const { pump } = setup();
     expect(() => pump.claim(5)).toThrow(/outside a frame hook/);
