@@ -7,7 +7,7 @@ import type { ResolvedCatalog } from '../catalog/types.js';
 import { CMEKDecryptionError } from '../crypto/errors.js';
 import type { ResultShape } from '../proxy/state-types.js';
 import { hasPrefixAt } from '../crypto/envelope.js';
-import { WRITTEN, type OutputSink } from '../proxy/out-batch.js';
+import { WRITTEN, type OutputSink } from '../proxy/interceptor.js';
 import { spliceValueFrom, spliceValues, splicedSize, splicedSizeAll, writeSpliced, writeSplicedAll, type ValueEdit } from './splice.js';
 import { shapeOf, type MaybePromise, type ValueCodec, type ValueShape } from './values.js';
 

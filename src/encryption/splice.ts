@@ -3,6 +3,7 @@
 // the bytes. The new frame is one allocation, or none when it is written
 // straight into the output (the write* forms); the unchanged runs between
 // replaced values are copied whole, never field by field.
+import { copyRange } from '../protocol/copy-range.js';
 
 /** A value to replace: the frame's bytes [from, to) (its length word and bytes) give way to `value`. */
 export interface ValueEdit {
@@ -72,19 +73,4 @@ export function writeSpliced(frame: Buffer, from: number, to: number, src: Uint8
   o = copyRange(src, vs, ve, dst, o + 4);
   copyRange(frame, to, frame.length, dst, o);
   dst.writeInt32BE(size - 1, at + 1);
-}
-
-/**
- * src[s, e) into dst at `at`; returns the offset after it. Short runs (most
- * fields of a row) are copied in JS: a native copy's call costs more than a few
- * dozen bytes of loop.
- */
-function copyRange(src: Uint8Array, s: number, e: number, dst: Uint8Array, at: number): number {
-  const n = e - s;
-  if (n <= 64) {
-    for (let k = 0; k < n; k++) dst[at + k] = src[s + k]!;
-  } else {
-    dst.set(src.subarray(s, e), at);
-  }
-  return at + n;
 }

@@ -5,9 +5,11 @@
 import type { Logger } from '../log.js';
 import type { SessionState } from './state.js';
 import type { InternalReplyHandler, Pending } from './state-types.js';
-import type { OutputSink, Verdict } from './pump.js';
+import type { OutputSink } from './out-batch.js';
+import type { Verdict } from './pump.js';
 
 export type { OutputSink, Verdict };
+/** The replacement was written in place through `ctx.toClient` (OutputSink). */
 export { WRITTEN } from './out-batch.js';
 
 /** Forward the frame unchanged. */

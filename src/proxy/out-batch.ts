@@ -12,6 +12,7 @@
 //    otherwise the socket keeps it and the next claim starts a new one. To a
 //    socket already behind (a slow reader), arena bytes go as a copy, so at
 //    most one arena per session waits in a socket's queue.
+import { copyRange } from '../protocol/copy-range.js';
 
 /** Where a hook writes a replacement frame: `claim(n)`, then n bytes at `claimAt`. */
 export interface OutputSink {
@@ -65,7 +66,7 @@ export class OutBatch implements OutputSink {
     if (this.gathering) {
       const a = this.arena!;
       if (this.pos + n <= a.length) {
-        this.pos += copy(buf, a, this.pos);
+        this.pos = copyRange(buf, 0, n, a, this.pos);
         return;
       }
       this.seal();
@@ -150,7 +151,7 @@ export class OutBatch implements OutputSink {
     }
     let p = 0;
     if (this.parts.length > 0 && need <= a.length) {
-      for (const b of this.parts) p += copy(b, a, p);
+      for (const b of this.parts) p = copyRange(b, 0, b.length, a, p);
       this.parts = [];
       this.partBytes = 0;
     }
@@ -177,12 +178,4 @@ export class OutBatch implements OutputSink {
 /** Room for `want` bytes, at least `need`: 16 KiB to 64 KiB (a larger batch leaves as a writev anyway). */
 function arenaSize(want: number, need: number): number {
   return Math.max(ARENA_BYTES, Math.min(want, CONCAT_MAX), need);
-}
-
-/** Short runs copied in JS: a native copy's call costs more than a few dozen bytes of loop. */
-function copy(src: Buffer, dst: Buffer, at: number): number {
-  const n = src.length;
-  if (n <= 64) for (let k = 0; k < n; k++) dst[at + k] = src[k]!;
-  else src.copy(dst, at);
-  return n;
 }
