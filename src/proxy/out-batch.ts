@@ -171,6 +171,7 @@ export class OutBatch implements OutputSink {
   /** After a send: the arena starts again from 0, or is let go when the socket kept a reference to it. */
   private reset(arenaSent: boolean): void {
     if (arenaSent && !this.drained()) this.arena = null;
+    this.claimBuf = null; // a claim never outlives its batch; nor must it pin an arena the socket holds
     this.segStart = this.pos = 0;
   }
 }

@@ -394,12 +394,15 @@ export class Pump implements OutputSink {
   private ask(frame: Buffer): Verdict | Promise<Verdict> {
     const out = this.out;
     out.claimed = false;
-    let v: Verdict | Promise<Verdict> = undefined;
+    let v: Verdict | Promise<Verdict>;
     try {
       v = this.hooks.frame(this.hdrCode, frame);
-    } finally {
-      if (out.claimed && v !== WRITTEN && !out.unclaim()) v = Promise.reject(new Error('a hook claimed output it did not fill'));
+    } catch (e) {
+      if (out.claimed) out.unclaim(); // zeroed if it cannot be taken back; the throw ends the session
+      throw e;
     }
+    // A rejection, not a throw: block() handles it at once (ends the session, like a failed hook).
+    if (out.claimed && v !== WRITTEN && !out.unclaim()) return Promise.reject(new Error('a hook claimed output it did not fill'));
     return v;
   }
 

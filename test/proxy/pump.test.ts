@@ -177,6 +177,21 @@ describe('Pump verdicts', () => {
     expect(threw.dst.bytes.includes(0xaa)).toBe(false);
   });
 
+  it('a claim already sealed by later output, then a throw: its bytes leave zeroed and the session fails (no stray rejection)', async () => {
+    const { src, dst, seen } = setup({
+      table: { T: WHOLE },
+      verdict: (_code, f, pump) => {
+        pump.claim(f.length).fill(0xaa, pump.claimAt, pump.claimAt + f.length);
+        pump.emit(frame('N', 70_000)); // more than the arena holds: the claim is sealed into the output
+        throw new Error('boom');
+      },
+    });
+    src.send(Buffer.concat([frame('D', 2), frame('T', 40), frame('Z', 'I')]));
+    await new Promise((r) => setTimeout(r, 10)); // an unhandled rejection would surface here
+    expect(seen.errors.map((e) => e.message)).toEqual(['boom']);
+    expect(dst.bytes.includes(0xaa)).toBe(false);
+  });
+
   it('claim() outside a frame hook is refused', () => {
     const { pump } = setup();
     expect(() => pump.claim(5)).toThrow(/outside a frame hook/);
