@@ -5,10 +5,11 @@
 //   col IN (a, b)                 -> col IN (a1, a2, …, b1, b2, …)
 //   col IS NOT DISTINCT FROM v    -> (col IS NOT DISTINCT FROM v1 OR … )   (NULL semantics kept)
 //   col = ANY($n)                 -> unchanged text; the array is expanded at Bind
-// With one form, only the value is replaced. Prepared statements get a fixed
-// number of forms per value (the key's candidate slots) as NEW parameters after
-// the client's, filled at every Bind, so Postgres keeps one generic plan and a
-// rotation never needs a re-Parse. Every byte outside the edited ranges is kept.
+// With one form, only the value is replaced. Extended-protocol statements get
+// as many forms per value as the key has wrappings at Parse, as NEW parameters
+// after the client's, filled at every Bind; a statement bound after its key
+// gained a wrapping is widened first (session-bind.ts). Every byte outside the
+// edited ranges is kept.
 import type { ColumnTarget, PredicateSite, RewritePlan } from '../sql/types.js';
 import { RewriteError, valuesOf, type SiteShape, type StatementShape, type ValueSpot } from './searchable-sql.js';
 

@@ -49,8 +49,8 @@ function searchableTargets(plan: RewritePlan): ColumnTarget[] {
   return out;
 }
 
-/** The unnamed statement's Parse as the client sent it, kept while it carries a searchable rewrite. */
-export interface UnnamedParse {
+/** A statement's Parse as the client sent it, kept while it carries a searchable rewrite (to widen it). */
+export interface SearchableParse {
   text: Buffer;
   plan: RewritePlan;
   parse: Parse;
@@ -121,20 +121,22 @@ export class SearchableStatements {
   }
 
   /**
-   * The unnamed statement holds the candidates that existed at its Parse. When a
-   * compared key has gained a KEK wrapping since (a rotation began between Parse
-   * and Bind), the statement is Parsed again, widened, just before the Bind: the
-   * frames to inject (Parse, and a Describe that relearns the row shape; both
-   * answered internally) and the Bind plan that goes with them. Lookups keep
-   * finding their rows instead of failing with 55000. Undefined: wide enough.
+   * A statement holds the candidates that existed at its Parse. When a compared
+   * key has gained a KEK wrapping since (a rotation began between Parse and
+   * Bind), the statement is Parsed again, widened, as `serverName` (the unnamed
+   * statement as itself, a named one under a name of the proxy's: see
+   * session-bind.ts): the frames to inject before the Bind (Parse, and a
+   * Describe that learns the row shape; both answered internally) and the Bind
+   * plan that goes with them. Lookups keep finding their rows instead of
+   * failing with 55000. Undefined: wide enough.
    */
-  widen(u: UnnamedParse, bp: BindPlan, c: BindContext): MaybePromise<Widened | undefined> {
+  widen(u: SearchableParse, bp: BindPlan, c: BindContext, serverName: string): MaybePromise<Widened | undefined> {
     if (!bp.rewrite || !this.tooNarrow(bp.rewrite)) return undefined;
-    const rw = this.parseRewrite(u.text, u.plan, u.parse.paramTypes, '')!;
+    const rw = this.parseRewrite(u.text, u.plan, u.parse.paramTypes)!;
     const done = (b: Buffer | undefined): Widened => {
       const text = (b ?? u.text).toString('utf8');
       this.rewritten(text, rw.clientCount);
-      const frames = Buffer.concat([encodeParse({ ...u.parse, text, paramTypes: rw.paramTypes }), encodeDescribe({ kind: 'S', name: '' })]);
+      const frames = Buffer.concat([encodeParse({ ...u.parse, name: serverName, text, paramTypes: rw.paramTypes }), encodeDescribe({ kind: 'S', name: serverName })]);
       return { frames, plan: { writes: bp.writes, rewrite: rw } };
     };
     const spliced = spliceEncryptedLiterals(u.text, u.plan, rw.edits, c);
@@ -142,15 +144,14 @@ export class SearchableStatements {
   }
 
   /** Extended protocol: the Parse rewrite, or undefined when the statement compares nothing searchable. */
-  parseRewrite(bytes: Buffer, plan: RewritePlan, clientTypes: readonly number[], statement: string): ParseRewrite | undefined {
+  parseRewrite(bytes: Buffer, plan: RewritePlan, clientTypes: readonly number[]): ParseRewrite | undefined {
     if (plan.predicates.length === 0) return undefined;
-    const keys = this.layer.searchable.keysFor(this.database);
-    if (!keys) throw new SearchableKeyError(`pgcmek: searchable keys are not loaded: ${this.layer.searchable.problem(this.database)}`);
-    // A named statement keeps one generic plan for its life: a fixed arity that survives a rotation.
-    // The unnamed one is planned at every execution and nearly always parsed again for the next:
-    // it holds just the candidates that exist now (with one KEK, `col = $n`; ~10 µs less for
-    // Postgres per lookup than three). Bound again after the key gained a wrapping, it is refused (55000).
-    const slots = statement === '' ? unnamedSlots(plan, (t) => this.key(t)) : keys.candidateSlots;
+    if (!this.layer.searchable.keysFor(this.database)) throw new SearchableKeyError(`pgcmek: searchable keys are not loaded: ${this.layer.searchable.problem(this.database)}`);
+    // Just the candidates that exist now: with one KEK, `col = $n`. Three padded slots
+    // (a fixed arity that would survive a rotation) cost Postgres more per lookup, and an
+    // IN list cannot use a hash index (docs/SEARCHABLE.md §5). A statement bound after its
+    // key gained a wrapping is widened first (widen()).
+    const slots = currentSlots(plan, (t) => this.key(t));
     // Clients that Parse the same statement before every execution (psycopg 3, node-postgres
     // unnamed): the plan object repeats, so the last answer is reused without building its key.
     const last = this.lastRewrite;
@@ -178,8 +179,8 @@ export class SearchableStatements {
   }
 }
 
-/** Candidates per value for an unnamed statement: the most wrappings any compared column's key has now. */
-function unnamedSlots(plan: RewritePlan, key: (t: ColumnTarget) => SearchableColumnKey): number {
+/** Candidates per value: the most wrappings any compared column's key has now. */
+function currentSlots(plan: RewritePlan, key: (t: ColumnTarget) => SearchableColumnKey): number {
   let n = 1;
   for (const p of plan.predicates) n = Math.max(n, key(p.target).group.wrappingCount);
   return n;

@@ -27,8 +27,13 @@ import { RewriteError } from './searchable-sql.js';
 import { SessionBinds } from './session-bind.js';
 import { SessionCatalog } from './session-catalog.js';
 import { ResultRows } from './result-rows.js';
-import { rewriteRefusal, SearchableStatements, type UnnamedParse } from './searchable-session.js';
+import { rewriteRefusal, SearchableStatements, type SearchableParse } from './searchable-session.js';
 import { NameMap } from '../proxy/names.js';
+
+/** SQL that may drop prepared statements (a quick test before dropDeallocated). */
+const DROPS_STATEMENTS = /deallocate|discard/i;
+/** DEALLOCATE [PREPARE] name | ALL, DISCARD ALL: which names they drop. */
+const DEALLOCATE = /\bdeallocate\s+(?:prepare\s+)?(?:(all)\b|"((?:[^"]|"")*)"|([a-z_\u0080-\uffff][\w$\u0080-\uffff]*))|\bdiscard\s+(all)\b/gi;
 
 const FRONTEND = [F.Query, F.Parse, F.Bind, F.Execute, F.Describe, F.Close, F.Sync, F.Flush, F.CopyData, F.CopyDone, F.CopyFail];
 const BACKEND = [
@@ -47,8 +52,8 @@ export class EncryptionSession implements Interceptor {
   private readonly rows: ResultRows;
   /** Prepared statement name → what its Binds need (parameters to encrypt, searchable candidates to fill). */
   private readonly stmtParams = new NameMap<BindPlan>();
-  /** The unnamed statement's Parse, while it exists and carries a searchable rewrite (SearchableStatements.widen). */
-  private unnamedParse: UnnamedParse | undefined;
+  /** Statement → the client's Parse, while the statement exists and carries a searchable rewrite (SearchableStatements.widen). */
+  private readonly searchParses = new NameMap<SearchableParse>();
   private readonly searchable: SearchableStatements;
   /** Statements whose text names a configured table: their results need a RowDescription. */
   private readonly readsMapped = new NameMap<true>();
@@ -135,12 +140,13 @@ export class EncryptionSession implements Interceptor {
   private frontend(code: number, frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict> {
     switch (code) {
       case F.Query:
-        this.unnamedParse = undefined; // a Query destroys the unnamed statement
+        this.searchParses.delete(''); // a Query destroys the unnamed statement
+        if (this.searchParses.size > 0) this.dropDeallocated(frame, ctx);
         return this.onQuery(frame, ctx);
       case F.Parse:
         return this.onParse(frame, ctx);
       case F.Bind:
-        return this.binds.onBind(frame, ctx, this.unnamedParse, this.idle);
+        return this.binds.onBind(frame, ctx, this.searchParses, this.idle);
       case F.Describe: {
         const d = decodeDescribe(frame);
         if (d.kind === 'P') this.undescribed.delete(d.name);
@@ -151,7 +157,10 @@ export class EncryptionSession implements Interceptor {
         return FORWARD;
       case F.Close: {
         const c = decodeClose(frame);
-        if (c.kind === 'S' && c.name === '') this.unnamedParse = undefined;
+        if (c.kind === 'S') {
+          this.searchParses.delete(c.name);
+          this.binds.forget(c.name, ctx);
+        }
         return FORWARD;
       }
       case F.CopyData:
@@ -160,6 +169,28 @@ export class EncryptionSession implements Interceptor {
         return this.copies.clientFrame(code, frame);
       default:
         return FORWARD;
+    }
+  }
+
+  /**
+   * Statements a Query may drop by SQL are forgotten (their Parse, and a wider
+   * form the proxy made: session-bind.ts), so a Bind of a dropped name fails at
+   * the server as it should, not through the proxy's copy. A name matched in a
+   * string literal is forgotten too: its Binds then keep the candidates of
+   * their Parse (55000 if a rotation needs more), never a wrong statement.
+   */
+  private dropDeallocated(frame: Buffer, ctx: InterceptContext): void {
+    const text = frame.toString('utf8', 5, frame.length - 1);
+    if (!DROPS_STATEMENTS.test(text)) return;
+    for (const m of text.matchAll(DEALLOCATE)) {
+      if (m[1] !== undefined || m[4] !== undefined) {
+        this.searchParses.clear();
+        this.binds.forgetAll(ctx);
+        return;
+      }
+      const name = m[2] !== undefined ? m[2].replace(/""/g, '"') : m[3]!.toLowerCase();
+      this.searchParses.delete(name);
+      this.binds.forget(name, ctx);
     }
   }
 
@@ -225,7 +256,8 @@ export class EncryptionSession implements Interceptor {
     const checked = plan.kind === 'plan' ? namesRefusal(this.names, names, changes, ctx) : undefined;
     if (changes || ((plan.kind === 'plan' || plan.kind === 'passthrough') && plan.isDdl)) this.names.invalidate();
     this.stmtParams.delete(parse.name);
-    if (parse.name === '') this.unnamedParse = undefined;
+    this.searchParses.delete(parse.name);
+    this.binds.forget(parse.name, ctx);
     this.readsMapped.delete(parse.name);
     this.stmtNames.delete(parse.name);
     if (plan.kind === 'passthrough') {
@@ -243,9 +275,9 @@ export class EncryptionSession implements Interceptor {
     this.readsMapped.set(parse.name, true);
     const failed = (e: unknown): Verdict => this.refuse(ctx, e instanceof RewriteError ? rewriteRefusal(e, plan) : writeFailure(e));
     try {
-      const rw = this.searchable.parseRewrite(text, plan, parse.paramTypes, parse.name);
+      const rw = this.searchable.parseRewrite(text, plan, parse.paramTypes);
       if (plan.params.size > 0 || rw) this.stmtParams.set(parse.name, { writes: plan.params, ...(rw && { rewrite: rw }) });
-      if (rw && parse.name === '') this.unnamedParse = { text, plan, parse };
+      if (rw) this.searchParses.set(parse.name, { text, plan, parse });
       const fixed = rw && plan.literals.length === 0;
       const spliced = fixed && rw.text !== undefined ? undefined : spliceEncryptedLiterals(text, plan, rw?.edits ?? [], this.bindContext);
       const toFrame = (b: Buffer | undefined): Verdict => {

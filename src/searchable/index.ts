@@ -18,16 +18,18 @@
 //     instead of keyring.encrypt. Synchronous; no KEK call.
 //  3. Predicate sites from src/sql (PredicateSite, kind eq/neq/in/any). Each compared value
 //     becomes several candidates (its stored form under every KEK wrapping the column DEK):
-//     Bind parameters (Parse-time rewrite, fixed arity S = keys.candidateSlots, default 3):
-//       eq   col = $n            -> col IN ($n, $n2, $n3)            bind keys.column(t)!.slots(pt)
-//       neq  col <> $n           -> col NOT IN ($n, $n2, $n3)
-//       in   col IN ($1, $2)     -> col IN ($1, $1b, $1c, $2, $2b, $2c)
+//     Bind parameters (Parse-time rewrite, S = the wrappings at Parse: 1 outside a rotation;
+//     the proxy widens a statement whose key gained a wrapping, src/encryption/session-bind.ts):
+//       eq   col = $n            -> col = $n, or col IN ($n, $n2) with S = 2   bind keys.column(t)!.slots(pt, S)
+//       neq  col <> $n           -> col <> $n, or col NOT IN ($n, $n2)
+//       in   col IN ($1, $2)     -> col IN ($1, $2), or col IN ($1, $1b, $2, $2b)
 //       any  col = ANY($n)       -> col = ANY($n) with the array's elements replaced by all their
 //                                   candidates (bind textArrayLiteral(...)); arity varies, so it is re-planned
 //                                   per execution: slower, still correct
 //     Literals (no plan reuse anyway): col = 'v' -> col IN ('c1', 'c2') with .candidates(pt).
 //     Never `= ANY($k::text[])` for a scalar: Postgres re-plans it at every execution (~0.57x the rate).
-//     slots() throws SearchableKeyError (sqlstate 55000) when a key has more wrappings than S.
+//     slots() throws SearchableKeyError (sqlstate 55000) when a key has more wrappings than S
+//     (a fixed arity: keys.candidateSlots, default 3, for callers that want one, e.g. equalitySlots).
 //     IS NOT DISTINCT FROM a NULL parameter must stay `IS NULL`: candidates exist for non-NULL values only.
 //  4. Reads need nothing new: a searchable value is an ordinary envelope (Keyring.decrypt).
 //  5. CMEK ROTATE on a searchable column: transform each value with
