@@ -13,7 +13,7 @@
 // the proxy's statement too.
 import { decodeBindHead } from '../protocol/frontend/bind.js';
 import { encodeClose, encodeDescribe } from '../protocol/frontend/describe-close.js';
-import { FORWARD, type InterceptContext, type Verdict } from '../proxy/interceptor.js';
+import { DROP, FORWARD, type InterceptContext, type Verdict } from '../proxy/interceptor.js';
 import type { NameMap } from '../proxy/names.js';
 import type { SqlRejection } from '../sql/types.js';
 import { encryptBind, type BindContext, type BindPlan } from './params.js';
@@ -98,7 +98,7 @@ export class SessionBinds {
   /** A named statement: its Binds go to a wider statement of the proxy's once a rotation began since its Parse. */
   private widenNamed(frame: Buffer, head: BindHead, sp: SearchableParse, bp: BindPlan, ctx: InterceptContext, idle: boolean): Verdict | Promise<Verdict> {
     const name = head.statement;
-    const w = this.wide.get(name);
+    const w = this.wide.size === 0 ? undefined : this.wide.get(name);
     try {
       if (w && w.parse === sp && !this.searchable.tooNarrow(w.plan.rewrite!)) return this.retarget(frame, head, w.server, ctx, idle);
       if (!w && !this.searchable.tooNarrow(bp.rewrite!)) return this.bound(frame, head, ctx, idle);
@@ -129,6 +129,9 @@ export class SessionBinds {
           }
         },
       });
+      // Skipped at once: the server is discarding everything up to Sync, this Bind included.
+      // It is not sent at all rather than sent without its candidates.
+      if (this.wide.get(name) !== entry) return DROP;
       return this.retarget(frame, head, server, ctx, idle);
     };
     if (widened instanceof Promise) return widened.then(go, (e: unknown) => this.bindFailed(e, ctx));

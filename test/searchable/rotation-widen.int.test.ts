@@ -174,6 +174,14 @@ describe('a named statement bound after its key gained a KEK wrapping', () => {
       expect(idLabel((await raw.untilReady())[1]!.body)).toEqual(['5', 'label 5']);
       expect(await prepared()).toEqual(['lk', 'lk2', 'pgcmek_wide_1']);
 
+      // Bound while the server skips to Sync after an error: the wider Parse is skipped with
+      // the Bind (which the proxy then does not send at all); the client hears only its error.
+      raw.send(serialize.parse({ name: '', text: 'SELECT 1/0', types: [] }), serialize.bind({}), serialize.execute({}), serialize.flush());
+      // (Postgres folds 1/0 while planning: the Bind fails.)
+      expect(codes(await raw.take(2))).toEqual(['1', 'E']);
+      raw.send(...lookup('lk2', 4));
+      expect(codes(await raw.untilReady())).toEqual(['Z']);
+
       // In an aborted transaction the wider Parse fails: that Bind gets the server's error
       // (25P02), nothing else is lost, and after ROLLBACK the same statement works.
       raw.send(serialize.query('BEGIN; SELECT 1/0'));
@@ -188,12 +196,12 @@ describe('a named statement bound after its key gained a KEK wrapping', () => {
       const retried = await raw.untilReady();
       expect(codes(retried)).toEqual(['2', 'D', 'C', 'Z']);
       expect(idLabel(retried[1]!.body)).toEqual(['4', 'label 4']);
-      expect(await prepared()).toEqual(['lk', 'lk2', 'pgcmek_wide_1', 'pgcmek_wide_3']);
+      expect(await prepared()).toEqual(['lk', 'lk2', 'pgcmek_wide_1', 'pgcmek_wide_4']);
 
       // The client's Close drops the wider copy too.
       raw.send(serialize.close({ type: 'S', name: 'lk' }), serialize.sync());
       expect(codes(await raw.untilReady())).toEqual(['3', 'Z']);
-      expect(await prepared()).toEqual(['lk2', 'pgcmek_wide_3']);
+      expect(await prepared()).toEqual(['lk2', 'pgcmek_wide_4']);
 
       // After DEALLOCATE, a Bind of the name fails as it should (the proxy still holds the
       // statement's narrow plan: 55000, or the server's 26000), and no copy answers it.
