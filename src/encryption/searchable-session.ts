@@ -148,9 +148,9 @@ export class SearchableStatements {
     if (plan.predicates.length === 0) return undefined;
     if (!this.layer.searchable.keysFor(this.database)) throw new SearchableKeyError(`pgcmek: searchable keys are not loaded: ${this.layer.searchable.problem(this.database)}`);
     // Just the candidates that exist now: with one KEK, `col = $n`. Three padded slots
-    // (a fixed arity that would survive a rotation) cost Postgres more per lookup, and an
-    // IN list cannot use a hash index (docs/SEARCHABLE.md §5). A statement bound after its
-    // key gained a wrapping is widened first (widen()).
+    // (a fixed arity that would survive a rotation) cost Postgres ~4 µs more per lookup
+    // (docs/SEARCHABLE.md §7). A statement bound after its key gained a wrapping is
+    // widened first (widen(), session-bind.ts).
     const slots = currentSlots(plan, (t) => this.key(t));
     // Clients that Parse the same statement before every execution (psycopg 3, node-postgres
     // unnamed): the plan object repeats, so the last answer is reused without building its key.
