@@ -22,7 +22,7 @@
 // transaction through the proxy than direct, and more again on encrypted reads;
 // on a 2-core machine that lowers the rate as much as the proxy's own CPU does.
 //
-//   node dist/bench/encryption.js [--seconds N (5)] [--rounds N (3)] [--clients N (8)] [--json]
+//   node dist/bench/encryption.js [--seconds N (5)] [--warm-up N (5)] [--rounds N (3)] [--clients N (8)] [--json]
 //                                 [--workloads read,insert,insert-simple] [--node PATH (the Node binary that runs pgcmek; default this one)]
 import { cpus, loadavg } from 'node:os';
 import { writeFileSync } from 'node:fs';
@@ -66,7 +66,7 @@ function options() {
   const { values } = parseArgs({ options: { ...COMMON_OPTIONS, workloads: { type: 'string', default: WORKLOADS.join(',') } } });
   const common = commonArgs(
     values,
-    'node dist/bench/encryption.js [--seconds N (5)] [--rounds N (3)] [--clients N (8)] [--workloads read,insert,insert-simple] [--json] [--node PATH]',
+    'node dist/bench/encryption.js [--seconds N (5)] [--warm-up N (5)] [--rounds N (3)] [--clients N (8)] [--workloads read,insert,insert-simple] [--json] [--node PATH]',
   );
   const workloads = values.workloads.split(',').map((w) => w.trim()) as Workload[];
   for (const w of workloads) if (!WORKLOADS.includes(w)) throw new Error(`--workloads: unknown workload ${w}`);
@@ -177,6 +177,7 @@ async function main(): Promise<void> {
     machine: { cpus: cpus().length, node: process.version, loadavg: loadavg() },
     settings: {
       seconds: o.seconds,
+      warmUpSeconds: o.warmUp,
       rounds: o.rounds,
       clients: o.clients,
       postgres: '18',

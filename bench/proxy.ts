@@ -9,7 +9,12 @@
 // time, and the whole matrix repeats --rounds times, so drift on this shared
 // 2-core machine (pgbench competes with the proxy for CPU) hits all targets alike.
 //
-// TPS: mean over rounds of pgbench's "tps (without initial connection time)".
+// Each run first spends --warm-up seconds (default 10) unmeasured on its own
+// connections: a fresh backend faults in the shared-buffer pages it touches,
+// which on these VMs takes seconds to settle, while PgBouncer's pooled backends
+// are warm already (bench/lib/pgbench.ts). The --seconds after it are measured.
+// TPS: mean over rounds of the transactions completed in that window per second
+// (with --warm-up 0: pgbench's "tps (without initial connection time)").
 // Latency p50/p99: exact, over every transaction of every round, from pgbench's
 // per-transaction log (-l). Proxy CPU: user+system time of the proxy process
 // (from /proc) per transaction.
@@ -25,13 +30,14 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startCluster, freePort } from '../src/dev/cluster.js';
-import { pgbenchInit, runPgbench, concat, summaryUsToMs, type PgTarget, type QueryMode } from './lib/pgbench.js';
+import { pgbenchInit, runPgbench, runPgbenchMeasured, concat, summaryUsToMs, type PgTarget, type QueryMode } from './lib/pgbench.js';
 import { findPgBouncer, startPgBouncer } from './lib/pgbouncer.js';
 import { startPgcmek } from './lib/pgcmek.js';
 import { startNodeRelay } from './lib/node-relay.js';
 import { onCleanup, runMain } from './lib/proc.js';
 import type { ProcStat } from './lib/procstat.js';
 import { postgresClusterCpu, procStat, settleBackends } from './lib/procstat.js';
+import { nonNegativeInt } from './lib/args.js';
 import { medianPairedRatio, ratio, summarize, type Summary } from './lib/stats.js';
 
 interface Target {
@@ -73,6 +79,7 @@ function options() {
   const { values } = parseArgs({
     options: {
       seconds: { type: 'string' },
+      'warm-up': { type: 'string' },
       quick: { type: 'boolean', default: false },
       rounds: { type: 'string' },
       scale: { type: 'string', default: '10' },
@@ -85,7 +92,7 @@ function options() {
     },
   });
   if (values.help) {
-    process.stdout.write('usage: node dist/bench/proxy.js [--seconds N (10)] [--quick (3 s, 1 round)] [--rounds N (2)] [--scale N (10)] [--json] [--in-process] [--no-pgbouncer] [--no-node-pipe] [--workers N (1)]\n');
+    process.stdout.write('usage: node dist/bench/proxy.js [--seconds N (10)] [--warm-up N (10)] [--quick (3 s, 1 round, no warm-up)] [--rounds N (2)] [--scale N (10)] [--json] [--in-process] [--no-pgbouncer] [--no-node-pipe] [--workers N (1)]\n');
     process.exit(0);
   }
   const int = (v: string | undefined, d: number, name: string): number => {
@@ -93,8 +100,10 @@ function options() {
     if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);
     return n;
   };
+  const nonNegative = (v: string | undefined, d: number, name: string): number => (v === undefined ? d : nonNegativeInt(v, name));
   return {
     seconds: int(values.seconds, values.quick ? 3 : 10, 'seconds'),
+    warmUp: nonNegative(values['warm-up'], values.quick ? 0 : 10, 'warm-up'),
     rounds: int(values.rounds, values.quick ? 1 : 2, 'rounds'),
     scale: int(values.scale, 10, 'scale'),
     json: values.json,
@@ -112,7 +121,7 @@ async function main(): Promise<void> {
   // Progress goes to stderr, so --json leaves stdout machine-readable.
   const say = (s: string): void => void process.stderr.write(s + '\n');
   const loadStart = loadavg();
-  say(`bench:proxy: ${o.seconds}s per run, ${o.rounds} round(s), scale ${o.scale}, pgcmek ${o.how} (workers ${o.workers}), load average ${loadStart.map((l) => l.toFixed(2)).join(' ')}`);
+  say(`bench:proxy: ${o.seconds}s per run after ${o.warmUp}s of warm-up, ${o.rounds} round(s), scale ${o.scale}, pgcmek ${o.how} (workers ${o.workers}), load average ${loadStart.map((l) => l.toFixed(2)).join(' ')}`);
   if (loadStart[0]! > cpus().length) say(`warning: the machine is already busy (1-min load ${loadStart[0]!.toFixed(1)} on ${cpus().length} CPUs): TPS will be noisy; proxy CPU µs/tx and p50 are the steadier figures`);
 
   const cluster = await startCluster({ flavour: '18', settings: { max_connections: 200, shared_buffers: "'256MB'" } });
@@ -162,12 +171,13 @@ async function main(): Promise<void> {
       turn++;
       for (const t of order) {
         await settleBackends();
-        const before = t.stat?.();
-        const pgBefore = postgresCpu();
-        const r = await runPgbench(pgbench, t.conn, { mode: cell.mode, clients: cell.clients, threads: cell.threads, seconds: o.seconds });
-        await settleBackends();
-        const after = t.stat?.();
-        const pgAfter = postgresCpu();
+        const m = await runPgbenchMeasured(pgbench, t.conn, { mode: cell.mode, clients: cell.clients, threads: cell.threads, seconds: o.seconds }, o.warmUp, [
+          () => t.stat?.(),
+          postgresCpu,
+        ]);
+        const r = m.result;
+        const [before, pgBefore] = m.before;
+        const [after, pgAfter] = m.after;
         if (!r.ok) throw new Error(`pgbench -M ${cell.mode} -c ${cell.clients} against ${t.name} failed (exit ${r.exit}): ${r.stderr.slice(-2000)}`);
         const a = acc.get(key(cell, t)) ?? { tps: [], transactions: 0, failed: 0, samples: [], cpuMs: 0, cpuTx: 0, pgMs: 0, pgTx: 0 };
         a.tps.push(r.tps);
@@ -232,7 +242,7 @@ async function main(): Promise<void> {
   const report = {
     benchmark: 'proxy',
     machine: { cpus: cpus().length, node: process.version, loadavgStart: loadStart, loadavgEnd: loadavg() },
-    settings: { seconds: o.seconds, rounds: o.rounds, scale: o.scale, postgres: '18', pgcmek: pgcmek.how, workers: o.workers, pgbouncer: targets.some((t) => t.name === 'pgbouncer') ? 'session, scram-sha-256' : 'skipped', workload: 'pgbench -S (select-only)' },
+    settings: { seconds: o.seconds, warmUpSeconds: o.warmUp, rounds: o.rounds, scale: o.scale, postgres: '18', pgcmek: pgcmek.how, workers: o.workers, pgbouncer: targets.some((t) => t.name === 'pgbouncer') ? 'session, scram-sha-256' : 'skipped', workload: 'pgbench -S (select-only)' },
     results,
     ratios,
     pgcmekMemory: mem && { rssBytes: mem.rssBytes, peakRssBytes: mem.peakRssBytes },
@@ -245,7 +255,7 @@ async function main(): Promise<void> {
   }
   const lines: string[] = [];
   lines.push('');
-  lines.push(`pgbench -S, ${o.seconds}s x ${o.rounds} round(s) per cell, scale ${o.scale}, Postgres 18, ${cpus().length} CPUs, Node ${process.version}, 1-min load ${loadStart[0]!.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`);
+  lines.push(`pgbench -S, ${o.seconds}s${o.warmUp ? ` after ${o.warmUp}s of warm-up on the same connections` : ' from connect'} x ${o.rounds} round(s) per cell, scale ${o.scale}, Postgres 18, ${cpus().length} CPUs, Node ${process.version}, 1-min load ${loadStart[0]!.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`);
   lines.push('mode      clients  target     tps (mean)   rounds                 p50 ms   p99 ms  mean ms   CPU µs/tx: proxy  postgres');
   for (const r of results) {
     lines.push(

@@ -22,7 +22,7 @@
 // and targets are interleaved, the target order rotated per round, for --rounds
 // (bench/lib/cells.ts).
 //
-//   node dist/bench/searchable.js [--seconds N (5)] [--rounds N (3)] [--clients N (8)] [--rows N (100000)]
+//   node dist/bench/searchable.js [--seconds N (5)] [--warm-up N (5)] [--rounds N (3)] [--clients N (8)] [--rows N (100000)]
 //                                 [--modes prepared,extended,simple] [--skew S (0)] [--json] [--node PATH]
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -70,7 +70,7 @@ function options() {
   });
   const common = commonArgs(
     values,
-    'node dist/bench/searchable.js [--seconds N (5)] [--rounds N (3)] [--clients N (8)] [--rows N (100000)] [--modes prepared,extended,simple] [--skew S (0)] [--json] [--node PATH]',
+    'node dist/bench/searchable.js [--seconds N (5)] [--warm-up N (5)] [--rounds N (3)] [--clients N (8)] [--rows N (100000)] [--modes prepared,extended,simple] [--skew S (0)] [--json] [--node PATH]',
   );
   const modes = values.modes.split(',').map((m) => m.trim()) as QueryMode[];
   for (const m of modes) if (!['prepared', 'extended', 'simple'].includes(m)) throw new Error(`--modes: unknown mode ${m}`);
@@ -188,7 +188,7 @@ async function main(): Promise<void> {
   const report = {
     benchmark: 'searchable',
     machine: { cpus: cpus().length, node: process.version, loadavg: loadavg() },
-    settings: { rows: o.rows, distribution: o.skew === 0 ? 'uniform' : `zipfian(${o.skew})`, seconds: o.seconds, rounds: o.rounds, clients: o.clients, postgres: '18', pgcmek: 'child process (cli serve), workers 1, local KEK' },
+    settings: { rows: o.rows, distribution: o.skew === 0 ? 'uniform' : `zipfian(${o.skew})`, seconds: o.seconds, warmUpSeconds: o.warmUp, rounds: o.rounds, clients: o.clients, postgres: '18', pgcmek: 'child process (cli serve), workers 1, local KEK' },
     results: resultsJson(cells, 'mode', UNIT),
     ratios,
   };

@@ -3,6 +3,8 @@
 // to the script's own, then read them with commonArgs.
 export const COMMON_OPTIONS = {
   seconds: { type: 'string', default: '5' },
+  /** Unmeasured seconds at the start of each run, on the same connections (fresh backends warm up). */
+  'warm-up': { type: 'string', default: '5' },
   rounds: { type: 'string', default: '3' },
   clients: { type: 'string', default: '8' },
   json: { type: 'boolean', default: false },
@@ -13,6 +15,7 @@ export const COMMON_OPTIONS = {
 
 export interface CommonValues {
   seconds: string;
+  'warm-up': string;
   rounds: string;
   clients: string;
   json: boolean;
@@ -22,6 +25,7 @@ export interface CommonValues {
 
 export interface CommonArgs {
   seconds: number;
+  warmUp: number;
   rounds: number;
   clients: number;
   json: boolean;
@@ -37,6 +41,13 @@ export function positiveInt(v: string, name: string, max?: number): number {
   return n;
 }
 
+/** An integer option ≥ 0. */
+export function nonNegativeInt(v: string, name: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be an integer ≥ 0`);
+  return n;
+}
+
 /** Prints usage and exits on --help; otherwise the common options, checked. Call it before checking the script's own. */
 export function commonArgs(values: CommonValues, usage: string): CommonArgs {
   if (values.help) {
@@ -45,6 +56,7 @@ export function commonArgs(values: CommonValues, usage: string): CommonArgs {
   }
   return {
     seconds: positiveInt(values.seconds, 'seconds'),
+    warmUp: nonNegativeInt(values['warm-up'], 'warm-up'),
     rounds: positiveInt(values.rounds, 'rounds'),
     clients: positiveInt(values.clients, 'clients'),
     json: values.json,

@@ -5,7 +5,7 @@
 // target alike. Besides throughput and latency it measures the CPU time per
 // operation of pgcmek and of the whole Postgres cluster: on a 2-core machine a
 // costlier operation at the database lowers the rate as much as one in the proxy.
-import { concat, runPgbench, summaryUsToMs, type PgTarget, type QueryMode } from './pgbench.js';
+import { concat, runPgbench, runPgbenchMeasured, summaryUsToMs, type PgTarget, type QueryMode } from './pgbench.js';
 import { fmt, type Unit } from './report.js';
 import { summarize, type Summary } from './stats.js';
 import { settleBackends } from './procstat.js';
@@ -22,6 +22,11 @@ export interface CellsOptions<C extends string, T extends CellTarget> {
   targets: readonly T[];
   rounds: number;
   seconds: number;
+  /**
+   * Seconds each measured run first spends warming its fresh connections up
+   * (unmeasured, same connections; see pgbench.ts); 0 measures from the start.
+   */
+  warmUp: number;
   /** The pgbench binary; each run is `pgbench -n -c clients -j 2 -T seconds -l -M mode …args`. */
   pgbench: string;
   clients: number;
@@ -92,12 +97,17 @@ export async function runCells<C extends string, T extends CellTarget>(o: CellsO
         const t = o.targets[ti]!;
         await o.prepare?.(cell, t);
         await settleBackends();
-        const before = t.stat?.();
-        const pgBefore = o.postgresCpu();
-        const r = await run(cell, t, o.seconds);
-        await settleBackends();
-        const after = t.stat?.();
-        const pgAfter = o.postgresCpu();
+        const { mode, args } = o.pgbenchArgs(cell, t);
+        const m = await runPgbenchMeasured(
+          o.pgbench,
+          t.conn,
+          { mode, clients: o.clients, threads: 2, seconds: o.seconds, selectOnly: false, latencies: true, extraArgs: ['-n', ...args] },
+          o.warmUp,
+          [() => t.stat?.(), o.postgresCpu],
+        );
+        const r = m.result;
+        const [before, pgBefore] = m.before;
+        const [after, pgAfter] = m.after;
         if (!r.ok) throw new Error(`${cell} against ${t.name} failed (exit ${r.exit}): ${r.stderr.slice(-2000)}`);
         const a = acc[ci]![ti]!;
         a.tps.push(r.tps);

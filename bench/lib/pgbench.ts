@@ -2,10 +2,20 @@
 // latencies. Latency percentiles come from pgbench's per-transaction log (-l):
 // its third column is each transaction's elapsed time in microseconds, so p50/p99
 // are exact over every transaction, not estimated from --progress averages.
+//
+// With `warmUp`, the same connections run unmeasured first and only a window
+// after it counts: the transactions the log says completed inside it. A fresh
+// backend faults in every shared-buffer page it touches for the first time
+// (Linux does not copy a shared mapping's page tables on fork), which on the
+// VMs here costs tens of µs a fault: `pgbench -S` on fresh connections takes
+// several seconds to reach its steady rate, and a short run measured from its
+// start counts that warm-up as the proxy's cost (PgBouncer keeps its server
+// connections between runs, so its backends are warm already).
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exec, type ExecResult } from './proc.js';
+import { settleBackends } from './procstat.js';
 import { summarize, type Summary } from './stats.js';
 
 export interface PgTarget {
@@ -33,7 +43,16 @@ export interface PgbenchOptions {
   latencies?: boolean;
   extraArgs?: string[];
   timeoutMs?: number;
+  /**
+   * Run `seconds` of warm-up on the same connections first; the result covers
+   * only the `seconds` after it. The hooks run at the window's edges (read CPU
+   * counters there), both while pgbench still runs. Needs `seconds`.
+   */
+  warmUp?: { seconds: number; onStart?(): void; onEnd?(): void };
 }
+
+/** The measured window lies this far inside the pgbench run's end (the end hook runs while backends are alive). */
+const WINDOW_TAIL_SECONDS = 1;
 
 export interface PgbenchResult {
   ok: boolean;
@@ -71,33 +90,94 @@ export async function pgbenchInit(bin: string, target: PgTarget, scale: number, 
 /** One pgbench run; never throws for a failed run (ok: false, see stderr). */
 export async function runPgbench(bin: string, target: PgTarget, o: PgbenchOptions): Promise<PgbenchResult> {
   if ((o.seconds === undefined) === (o.transactions === undefined)) throw new Error('runPgbench: give exactly one of seconds / transactions');
+  const warm = o.warmUp;
+  if (warm && o.seconds === undefined) throw new Error('runPgbench: warmUp needs seconds');
   const wantLat = o.latencies ?? true;
-  const logDir = wantLat ? mkdtempSync(join(tmpdir(), 'pgbench-log-')) : undefined;
+  // A window is counted from the log, so it is written then too.
+  const logDir = wantLat || warm ? mkdtempSync(join(tmpdir(), 'pgbench-log-')) : undefined;
+  const runSeconds = warm ? warm.seconds + o.seconds! + WINDOW_TAIL_SECONDS : o.seconds;
   const args = [
     ...((o.selectOnly ?? true) ? ['-S'] : []),
     '-M', o.mode,
     '-c', String(o.clients),
     '-j', String(o.threads ?? Math.min(o.clients, 2)),
-    ...(o.seconds !== undefined ? ['-T', String(o.seconds)] : ['-t', String(o.transactions)]),
+    ...(runSeconds !== undefined ? ['-T', String(runSeconds)] : ['-t', String(o.transactions)]),
     ...(logDir ? ['-l', `--log-prefix=${join(logDir, 'tx')}`] : []),
     ...(o.extraArgs ?? []),
     ...conn(target),
     target.database,
   ];
-  const timeoutMs = o.timeoutMs ?? (o.seconds !== undefined ? o.seconds * 1000 + 60_000 : 600_000);
+  const timeoutMs = o.timeoutMs ?? (runSeconds !== undefined ? runSeconds * 1000 + 60_000 : 600_000);
+  // Window edges, in ms since the epoch (pgbench logs completion times against the same clock).
+  let from = 0;
+  let to = 0;
+  const timers: NodeJS.Timeout[] = [];
+  if (warm) {
+    timers.push(
+      setTimeout(() => {
+        from = Date.now();
+        warm.onStart?.();
+      }, warm.seconds * 1000),
+      setTimeout(() => {
+        to = Date.now();
+        warm.onEnd?.();
+      }, (warm.seconds + o.seconds!) * 1000),
+    );
+  }
   try {
     const r = await exec(bin, args, { env: env(target), timeoutMs });
     const parsed = parsePgbenchOutput(r.stdout);
     const result: PgbenchResult = { ...parsed, ok: r.code === 0 && parsed.failed === 0 && parsed.transactions > 0, exit: r.code, stdout: r.stdout, stderr: r.stderr };
-    if (logDir) {
+    if (warm) {
+      const w = readPgbenchLogWindow(logDir!, from * 1000, to * 1000);
+      // A window the run did not reach (pgbench ended early) measures nothing.
+      const reached = from > 0 && to > from;
+      result.transactions = reached ? w.length : 0;
+      result.tps = reached ? w.length / ((to - from) / 1000) : Number.NaN;
+      result.ok &&= reached && w.length > 0;
+      if (wantLat) {
+        result.samplesUs = w;
+        result.latencyMs = summaryUsToMs(summarize(w));
+      }
+    } else if (logDir) {
       const samples = readPgbenchLogs(logDir);
       result.samplesUs = samples;
       result.latencyMs = summaryUsToMs(summarize(samples));
     }
     return result;
   } finally {
+    for (const t of timers) clearTimeout(t);
     if (logDir) rmSync(logDir, { recursive: true, force: true });
   }
+}
+
+type Reading = { cpuMs: number } | undefined;
+
+/**
+ * runPgbench with CPU counters read at the edges of what it measures: with a
+ * warm-up, after it and before the run ends (backends still alive); without,
+ * around the whole run (after its backends have exited, so their time counts).
+ * `readers` are e.g. the proxy's and the Postgres cluster's CPU.
+ */
+export async function runPgbenchMeasured(
+  bin: string,
+  target: PgTarget,
+  o: Omit<PgbenchOptions, 'warmUp'>,
+  warmUpSeconds: number,
+  readers: ReadonlyArray<() => Reading>,
+): Promise<{ result: PgbenchResult; before: Reading[]; after: Reading[] }> {
+  let before: Reading[] = [];
+  let after: Reading[] = [];
+  const read = (): Reading[] => readers.map((f) => f());
+  if (warmUpSeconds > 0) {
+    const result = await runPgbench(bin, target, { ...o, warmUp: { seconds: warmUpSeconds, onStart: () => (before = read()), onEnd: () => (after = read()) } });
+    return { result, before, after };
+  }
+  before = read();
+  const result = await runPgbench(bin, target, o);
+  await settleBackends();
+  after = read();
+  return { result, before, after };
 }
 
 /** The summary lines of pgbench 15's report. A missing tps/latency line reads as NaN, missing counts as 0. */
@@ -141,6 +221,31 @@ export function parsePgbenchLog(text: string): Float64Array {
       if (Number.isFinite(v)) out[n++] = v;
     }
     pos = end + 1;
+  }
+  return out.subarray(0, n);
+}
+
+/** Elapsed µs of the logged transactions that completed in [fromUs, toUs) (µs since the epoch), over every log file in dir. */
+export function readPgbenchLogWindow(dir: string, fromUs: number, toUs: number): Float64Array {
+  const parts: Float64Array[] = [];
+  for (const f of readdirSync(dir)) parts.push(parsePgbenchLogWindow(readFileSync(join(dir, f), 'latin1'), fromUs, toUs));
+  return concat(parts);
+}
+
+/**
+ * Elapsed µs (third field) of the lines whose completion time (fields five and
+ * six: epoch seconds, µs) is in [fromUs, toUs). Failed or skipped transactions
+ * (a word in the third field) are left out, as parsePgbenchLog does.
+ */
+export function parsePgbenchLogWindow(text: string, fromUs: number, toUs: number): Float64Array {
+  const out = new Float64Array(countLines(text));
+  let n = 0;
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    if (f.length < 6) continue;
+    const elapsed = Number(f[2]);
+    const done = Number(f[4]) * 1e6 + Number(f[5]);
+    if (Number.isFinite(elapsed) && done >= fromUs && done < toUs) out[n++] = elapsed;
   }
   return out.subarray(0, n);
 }

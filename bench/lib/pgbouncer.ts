@@ -9,10 +9,11 @@
 // - no TLS on either side (pgcmek and direct runs use none either);
 // - it runs as the `postgres` OS user: PgBouncer refuses to run as root.
 import { execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { findOrInstall } from './debian.js';
 import { start, type Proc } from './proc.js';
 import { waitForPostgres } from './wait.js';
 
@@ -43,29 +44,7 @@ export interface PgBouncerOptions {
  * package when missing and this process is root with apt-get available.
  */
 export function findPgBouncer(opts: { install?: boolean; log?: (s: string) => void } = {}): string | undefined {
-  const found = locate();
-  if (found || !opts.install) return found;
-  const root = typeof process.getuid === 'function' && process.getuid() === 0;
-  if (!root || !locate('apt-get')) return undefined;
-  opts.log?.('pgbouncer missing: apt-get install -y pgbouncer');
-  try {
-    execFileSync('apt-get', ['install', '-y', 'pgbouncer'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  } catch {
-    try {
-      execFileSync('apt-get', ['update'], { stdio: 'ignore' });
-      execFileSync('apt-get', ['install', '-y', 'pgbouncer'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-    } catch {
-      return undefined;
-    }
-  }
-  return locate();
-}
-
-function locate(name = 'pgbouncer'): string | undefined {
-  for (const dir of [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/bin', '/usr/local/bin', '/sbin']) {
-    if (dir && existsSync(join(dir, name))) return join(dir, name);
-  }
-  return undefined;
+  return findOrInstall('pgbouncer', 'pgbouncer', opts);
 }
 
 function postgresIds(): { uid: number; gid: number } | undefined {

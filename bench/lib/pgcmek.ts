@@ -37,6 +37,8 @@ export interface PgcmekOptions {
   extraYaml?: string;
   /** Node binary for the child (default: this one). */
   node?: string;
+  /** Flags for that Node binary, before the script (e.g. --perf-basic-prof for a profile). */
+  nodeArgs?: string[];
   log?: (chunk: string) => void;
 }
 
@@ -100,7 +102,7 @@ export async function startPgcmek(o: PgcmekOptions): Promise<Pgcmek> {
   writeFileSync(file, yaml, { mode: 0o600 });
   // The environment must not override the file (a developer's VIGILO_CMEK_* or PGCMEK_LOG_LEVEL).
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VIGILO_CMEK_') && k !== 'PGCMEK_LOG_LEVEL'));
-  const proc: Proc = start('pgcmek', node, [cli, 'serve', '--config', file], { env, onOutput: o.log });
+  const proc: Proc = start('pgcmek', node, [...(o.nodeArgs ?? []), cli, 'serve', '--config', file], { env, onOutput: o.log });
   const stop = async (): Promise<void> => {
     await proc.stop('SIGINT', 5_000); // SIGINT: close sessions now (SIGTERM would wait for the grace period)
     rmSync(dir, { recursive: true, force: true });

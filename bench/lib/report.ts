@@ -61,6 +61,8 @@ export function headlineRatio<C extends string>(cells: CellResult<C, string>[], 
 export interface TableOptions {
   clients: number;
   seconds: number;
+  /** Warm-up seconds before each measured window (0: measured from connect). */
+  warmUp: number;
   rounds: number;
   /** Said in the first line after the run's settings (rows, distribution), or ''. */
   about: string;
@@ -78,7 +80,7 @@ export function resultTable(o: TableOptions): string[] {
   const rateTitle = `${o.unit.many}/s (mean)`;
   const cpuTitle = `CPU µs/${o.unit.one.toLowerCase()}: pgcmek`;
   const lines = [
-    `pgbench -c ${o.clients} -j 2, ${o.seconds}s x ${o.rounds} round(s) per cell, ${o.about ? o.about + ', ' : ''}Postgres 18, ${cpus().length} CPUs, Node ${process.version}`,
+    `pgbench -c ${o.clients} -j 2, ${o.seconds}s${o.warmUp ? ` after ${o.warmUp}s of warm-up on the same connections` : ' from connect'} x ${o.rounds} round(s) per cell, ${o.about ? o.about + ', ' : ''}Postgres 18, ${cpus().length} CPUs, Node ${process.version}`,
     `${o.cellTitle.padEnd(o.cellWidth)}  ${'target'.padEnd(22)}  ${rateTitle}  ${'rounds'.padEnd(24)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}   ${cpuTitle}  postgres`,
   ];
   for (const r of o.cells) {

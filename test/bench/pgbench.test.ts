@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parsePgbenchLog, parsePgbenchOutput, readPgbenchLogs } from '../../bench/lib/pgbench.js';
+import { parsePgbenchLog, parsePgbenchLogWindow, parsePgbenchOutput, readPgbenchLogWindow, readPgbenchLogs } from '../../bench/lib/pgbench.js';
 
 // Verbatim pgbench 15 output (against a Postgres 18 server).
 const REPORT = `pgbench (15.18 (Debian 15.18-0+deb12u1), server 18.4)
@@ -45,6 +45,32 @@ describe('pgbench output parsing', () => {
       writeFileSync(join(dir, 'tx.123'), '0 1 10 0 1 1\n0 2 20 0 1 2\n');
       writeFileSync(join(dir, 'tx.123.1'), '1 1 30 0 1 1\n');
       expect([...readPgbenchLogs(dir)].sort((a, b) => a - b)).toEqual([10, 20, 30]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps only the transactions that completed inside a window (fields five and six: epoch s, µs)', () => {
+    const log = [
+      '0 1 500 0 1795877449 999999', // before the window
+      '0 2 148 0 1795877450 0', // on its start: in
+      '1 1 103 0 1795877450 500000 12',
+      '1 2 failed 0 1795877450 600000', // a failed transaction is no latency
+      '0 3 77 0 1795877451 0', // on its end: out
+      '',
+    ].join('\n');
+    const from = 1795877450 * 1e6;
+    expect([...parsePgbenchLogWindow(log, from, from + 1e6)]).toEqual([148, 103]);
+    expect(parsePgbenchLogWindow(log, from + 2e6, from + 3e6).length).toBe(0);
+    expect(parsePgbenchLogWindow('', from, from + 1e6).length).toBe(0);
+  });
+
+  it('counts a window over every thread log of a run', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgbench-window-'));
+    try {
+      writeFileSync(join(dir, 'tx.9'), '0 1 10 0 5 0\n0 2 20 0 6 0\n');
+      writeFileSync(join(dir, 'tx.9.1'), '1 1 30 0 6 500000\n1 2 40 0 7 0\n');
+      expect([...readPgbenchLogWindow(dir, 6e6, 7e6)].sort((a, b) => a - b)).toEqual([20, 30]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
