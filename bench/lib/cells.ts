@@ -75,14 +75,14 @@ class CpuPerOp {
 
 /** Runs every cell against every target; results in cells × targets order. */
 export async function runCells<C extends string, T extends CellTarget>(o: CellsOptions<C, T>): Promise<CellResult<C, T['name']>[]> {
-  const run = (cell: C, t: T, seconds: number) => {
+  const options = (cell: C, t: T, seconds: number) => {
     const { mode, args } = o.pgbenchArgs(cell, t);
-    return runPgbench(o.pgbench, t.conn, { mode, clients: o.clients, threads: 2, seconds, selectOnly: false, latencies: true, extraArgs: ['-n', ...args] });
+    return { mode, clients: o.clients, threads: 2, seconds, selectOnly: false, latencies: true, extraArgs: ['-n', ...args] };
   };
   // Warm-up (not measured): JITs the proxy's paths, caches the DEK, fills shared_buffers.
   for (const cell of o.cells) {
     for (const t of o.targets) {
-      const r = await run(cell, t, WARM_UP_SECONDS);
+      const r = await runPgbench(o.pgbench, t.conn, options(cell, t, WARM_UP_SECONDS));
       if (!r.ok) throw new Error(`warm-up ${cell} against ${t.name} failed: ${r.stderr.slice(-2000)}`);
     }
   }
@@ -97,14 +97,7 @@ export async function runCells<C extends string, T extends CellTarget>(o: CellsO
         const t = o.targets[ti]!;
         await o.prepare?.(cell, t);
         await settleBackends();
-        const { mode, args } = o.pgbenchArgs(cell, t);
-        const m = await runPgbenchMeasured(
-          o.pgbench,
-          t.conn,
-          { mode, clients: o.clients, threads: 2, seconds: o.seconds, selectOnly: false, latencies: true, extraArgs: ['-n', ...args] },
-          o.warmUp,
-          [() => t.stat?.(), o.postgresCpu],
-        );
+        const m = await runPgbenchMeasured(o.pgbench, t.conn, options(cell, t, o.seconds), o.warmUp, [() => t.stat?.(), o.postgresCpu]);
         const r = m.result;
         const [before, pgBefore] = m.before;
         const [after, pgAfter] = m.after;
