@@ -24,7 +24,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort, startCluster } from '../src/dev/cluster.js';
-import { nonNegativeInt } from './lib/args.js';
+import { nonNegativeInt, positiveInt } from './lib/args.js';
 import { findOrInstall } from './lib/debian.js';
 import { pgbenchInit, runPgbench, type PgTarget, type QueryMode } from './lib/pgbench.js';
 import { findPgBouncer, startPgBouncer } from './lib/pgbouncer.js';
@@ -63,19 +63,14 @@ function options() {
     process.stdout.write('usage: node dist/bench/profile.js [--seconds N (6)] [--warm-up N (5)] [--mode prepared|simple|extended (prepared)] [--clients N (16)] [--frequency HZ (999)] [--top N (15)] [--json]\n');
     process.exit(0);
   }
-  const int = (v: string, name: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);
-    return n;
-  };
   if (!['prepared', 'simple', 'extended'].includes(values.mode)) throw new Error('--mode must be prepared, simple or extended');
   return {
-    seconds: int(values.seconds, 'seconds'),
+    seconds: positiveInt(values.seconds, 'seconds'),
     warmUp: nonNegativeInt(values['warm-up'], 'warm-up'),
     mode: values.mode as QueryMode,
-    clients: int(values.clients, 'clients'),
-    frequency: int(values.frequency, 'frequency'),
-    top: int(values.top, 'top'),
+    clients: positiveInt(values.clients, 'clients'),
+    frequency: positiveInt(values.frequency, 'frequency'),
+    top: positiveInt(values.top, 'top'),
     json: values.json,
   };
 }
