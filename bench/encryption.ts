@@ -14,7 +14,8 @@
 // each against three targets: the encrypted table through pgcmek, the plaintext
 // table through pgcmek, the plaintext table direct. Cells and targets are
 // interleaved (target order rotated every run) for --rounds rounds, so drift on a
-// shared machine hits every target alike (bench/lib/cells.ts). Before measuring,
+// shared machine hits every target alike (bench/lib/cells.ts); every insert run
+// starts on empty, checkpointed tables. Before measuring,
 // the run checks the proxy really decrypts (through pgcmek: plaintext; direct:
 // envelopes).
 // Each cell also reports the CPU time per operation of pgcmek and of Postgres
@@ -121,8 +122,16 @@ function scripts(dir: string): Record<Workload, (table: string) => string> {
   };
 }
 
+/**
+ * Empties the insert tables, then checkpoints: the previous run's dirty pages
+ * (a direct run leaves the most) are written out now, not by the checkpointer
+ * and the kernel's writeback during the next target's run.
+ */
 async function truncateInserts(direct: PgTarget): Promise<void> {
-  await withClient(direct, (d) => d.query('TRUNCATE enc_ins, plain_ins'));
+  await withClient(direct, async (d) => {
+    await d.query('TRUNCATE enc_ins, plain_ins');
+    await d.query('CHECKPOINT');
+  });
 }
 
 async function main(): Promise<void> {
