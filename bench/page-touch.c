@@ -3,8 +3,8 @@
 // pages of a shared mapping of M MiB in its turn (as Postgres backends touch
 // shared buffers between a proxy's messages). The time per round trip with K
 // touches, minus K = 0, is what those touches cost; compare a small mapping with
-// a large one. docs/ARCHITECTURE.md ("Memory after a context switch") has the
-// figures of the project's VM.
+// a large one. docs/ARCHITECTURE.md ("What the bigger encrypted index costs
+// Postgres") has the figures of the project's VM.
 //
 //   gcc -O2 -o /tmp/page-touch bench/page-touch.c
 //   for run in 1 2 3; do for mb in 4 64 256; do for k in 0 5 20; do /tmp/page-touch $mb $k 30000; done; done; done
@@ -41,14 +41,17 @@ int main(int argc, char **argv) {
   int k = atoi(argv[2]), n = atoi(argv[3]);
   volatile unsigned char *m = mmap(0, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) return 1;
-  for (size_t i = 0; i < size; i += 4096) m[i] = 1; // both processes map every page before timing
   int ping[2], pong[2];
   if (pipe(ping) || pipe(pong)) return 1;
   char c = 0;
   unsigned x = 0;
   pid_t child = fork();
   unsigned seed = child ? 1 : 2;
+  // Each process maps every page before the timing starts: a fork does not copy a
+  // shared mapping's page tables, and first-touch faults are not what is measured.
+  for (size_t i = 0; i < size; i += 4096) m[i] = 1;
   if (child == 0) {
+    if (write(pong[1], &c, 1) != 1) _exit(1); // ready
     for (int i = 0; i < n; i++) {
       if (read(ping[0], &c, 1) != 1) _exit(1);
       x += touch(m, pages, k, &seed);
@@ -56,6 +59,7 @@ int main(int argc, char **argv) {
     }
     _exit(x & 1);
   }
+  if (read(pong[0], &c, 1) != 1) return 1; // the child has mapped its pages
   double t0 = now();
   for (int i = 0; i < n; i++) {
     if (write(ping[1], &c, 1) != 1 || read(pong[0], &c, 1) != 1) return 1;
