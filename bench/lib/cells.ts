@@ -34,8 +34,8 @@ export interface CellsOptions<C extends string, T extends CellTarget> {
   pgbenchArgs(cell: C, target: T): { mode: QueryMode; args: string[] };
   /** Before each measured run, e.g. emptying the tables an insert fills. */
   prepare?(cell: C, target: T): Promise<void>;
-  /** The Postgres cluster's CPU so far (postgresClusterCpu). */
-  postgresCpu(): { cpuMs: number } | undefined;
+  /** The Postgres cluster's CPU and minor page faults so far (postgresClusterCpu). */
+  postgresCpu(): { cpuMs: number; minorFaults?: number } | undefined;
   /** What one operation is called (progress lines say `… ${unit.many}/s`). */
   unit: Unit;
   /** Width of the cell's name in progress lines. */
@@ -54,22 +54,32 @@ export interface CellResult<C extends string, N extends string> {
   latencyMs: Summary;
   proxyCpuUsPerOp?: number;
   postgresCpuUsPerOp?: number;
+  /**
+   * The cluster's minor page faults per operation: a fresh backend faults in
+   * each 4 KiB page of shared memory it touches for the first time.
+   */
+  postgresFaultsPerOp?: number;
 }
 
 const WARM_UP_SECONDS = 2;
 
-type Cpu = { cpuMs: number } | undefined;
-/** CPU ms and the operations it was spent on, summed over the rounds whose both readings exist. */
+type Cpu = { cpuMs: number; minorFaults?: number } | undefined;
+/** CPU ms (and faults) and the operations they were spent on, summed over the rounds whose both readings exist. */
 class CpuPerOp {
   private ms = 0;
+  private faults = 0;
   private ops = 0;
   add(before: Cpu, after: Cpu, ops: number): void {
     if (!before || !after) return;
     this.ms += after.cpuMs - before.cpuMs;
+    this.faults += (after.minorFaults ?? NaN) - (before.minorFaults ?? NaN);
     this.ops += ops;
   }
   us(): number | undefined {
     return this.ops > 0 ? (this.ms * 1000) / this.ops : undefined;
+  }
+  faultsPerOp(): number | undefined {
+    return this.ops > 0 && Number.isFinite(this.faults) ? this.faults / this.ops : undefined;
   }
 }
 
@@ -120,6 +130,7 @@ export async function runCells<C extends string, T extends CellTarget>(o: CellsO
       const a = acc[ci]![ti]!;
       const proxy = a.proxy.us();
       const pg = a.pg.us();
+      const faults = a.pg.faultsPerOp();
       return {
         cell,
         target: t.name,
@@ -129,6 +140,7 @@ export async function runCells<C extends string, T extends CellTarget>(o: CellsO
         latencyMs: summaryUsToMs(summarize(concat(a.samples))),
         ...(proxy !== undefined && { proxyCpuUsPerOp: proxy }),
         ...(pg !== undefined && { postgresCpuUsPerOp: pg }),
+        ...(faults !== undefined && { postgresFaultsPerOp: faults }),
       };
     }),
   );

@@ -19,7 +19,7 @@ export interface PgAndPgcmek {
   direct: PgTarget;
   viaProxy: PgTarget;
   /** The whole cluster's CPU so far (read it once a run's backends have exited). */
-  postgresCpu: () => { cpuMs: number } | undefined;
+  postgresCpu: () => { cpuMs: number; minorFaults: number } | undefined;
 }
 
 export interface PgAndPgcmekOptions {

@@ -19,11 +19,21 @@ const TICKS_PER_SECOND = 100; // USER_HZ: 100 on every Linux ABI Node supports
  * its waited-for children used (cutime + cstime). Throws once the process is gone.
  */
 function cpuTicks(pid: number, reaped: boolean): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name, which is parenthesised and may contain spaces.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const rest = statFields(pid);
   const t = Number(rest[11]) + Number(rest[12]);
   return reaped ? t + Number(rest[13]) + Number(rest[14]) : t;
+}
+
+/** /proc/<pid>/stat from field 3 (state) on: the command name before it is parenthesised and may contain spaces. */
+function statFields(pid: number): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** Minor page faults (minflt), plus with `reaped` those of its waited-for children (cminflt). */
+function minorFaults(pid: number, reaped: boolean): number {
+  const rest = statFields(pid);
+  return Number(rest[7]) + (reaped ? Number(rest[8]) : 0);
 }
 
 /** Reads /proc/<pid>/stat and status; undefined once the process is gone (or off Linux). */
@@ -76,7 +86,7 @@ export const settleBackends = (): Promise<void> => new Promise((r) => setTimeout
  * Read it only once those backends are gone (a few hundred ms after pgbench
  * exits), or their time is missing. Undefined once the postmaster is gone.
  */
-export function postgresClusterCpu(dataDir: string): () => { cpuMs: number } | undefined {
+export function postgresClusterCpu(dataDir: string): () => { cpuMs: number; minorFaults: number } | undefined {
   const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
   const ticksOrZero = (p: number): number => {
     try {
@@ -85,11 +95,22 @@ export function postgresClusterCpu(dataDir: string): () => { cpuMs: number } | u
       return 0; // a backend that ended between listing and reading (why callers wait for the run's backends to exit)
     }
   };
+  const faultsOrZero = (p: number): number => {
+    try {
+      return minorFaults(p, true);
+    } catch {
+      return 0;
+    }
+  };
   return () => {
     try {
       let t = cpuTicks(pid, true);
-      for (const child of childrenOf(pid)) t += ticksOrZero(child);
-      return { cpuMs: (t * 1000) / TICKS_PER_SECOND };
+      let f = minorFaults(pid, true);
+      for (const child of childrenOf(pid)) {
+        t += ticksOrZero(child);
+        f += faultsOrZero(child);
+      }
+      return { cpuMs: (t * 1000) / TICKS_PER_SECOND, minorFaults: f };
     } catch {
       return undefined;
     }

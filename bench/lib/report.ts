@@ -81,12 +81,12 @@ export function resultTable(o: TableOptions): string[] {
   const cpuTitle = `CPU µs/${o.unit.one.toLowerCase()}: pgcmek`;
   const lines = [
     `pgbench -c ${o.clients} -j 2, ${o.seconds}s${o.warmUp ? ` after ${o.warmUp}s of warm-up on the same connections` : ' from connect'} x ${o.rounds} round(s) per cell, ${o.about ? o.about + ', ' : ''}Postgres 18, ${cpus().length} CPUs, Node ${process.version}`,
-    `${o.cellTitle.padEnd(o.cellWidth)}  ${'target'.padEnd(22)}  ${rateTitle}  ${'rounds'.padEnd(24)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}   ${cpuTitle}  postgres`,
+    `${o.cellTitle.padEnd(o.cellWidth)}  ${'target'.padEnd(22)}  ${rateTitle}  ${'rounds'.padEnd(24)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}   ${cpuTitle}  postgres  faults`,
   ];
   for (const r of o.cells) {
     lines.push(
       `${r.cell.padEnd(o.cellWidth)}  ${r.target.padEnd(22)}  ${fmt(r.perSec).padStart(rateTitle.length)}  ${r.rounds.map((x) => fmt(x)).join('/').padEnd(24)}` +
-        `  ${fmt(r.latencyMs.p50, 3).padStart(7)}  ${fmt(r.latencyMs.p99, 3).padStart(7)}   ${fmt(r.proxyCpuUsPerOp, 1).padStart(cpuTitle.length)}  ${fmt(r.postgresCpuUsPerOp, 1).padStart(8)}`,
+        `  ${fmt(r.latencyMs.p50, 3).padStart(7)}  ${fmt(r.latencyMs.p99, 3).padStart(7)}   ${fmt(r.proxyCpuUsPerOp, 1).padStart(cpuTitle.length)}  ${fmt(r.postgresCpuUsPerOp, 1).padStart(8)}  ${fmt(r.postgresFaultsPerOp, 2).padStart(6)}`,
     );
   }
   lines.push('');
@@ -113,6 +113,7 @@ export function resultsJson(cells: CellResult<string, string>[], cellKey: string
     latencyMs: c.latencyMs,
     ...(c.proxyCpuUsPerOp !== undefined && { [`proxyCpuUsPer${unit.one}`]: c.proxyCpuUsPerOp }),
     ...(c.postgresCpuUsPerOp !== undefined && { [`postgresCpuUsPer${unit.one}`]: c.postgresCpuUsPerOp }),
+    ...(c.postgresFaultsPerOp !== undefined && { [`postgresMinorFaultsPer${unit.one}`]: c.postgresFaultsPerOp }),
   }));
 }
 
