@@ -67,7 +67,7 @@ function options() {
   const { values } = parseArgs({ options: { ...COMMON_OPTIONS, workloads: { type: 'string', default: WORKLOADS.join(',') } } });
   const common = commonArgs(
     values,
-    'node dist/bench/encryption.js [--seconds N (5)] [--warm-up N (5)] [--rounds N (3)] [--clients N (8)] [--workloads read,insert,insert-simple] [--json] [--node PATH]',
+    'node dist/bench/encryption.js [--seconds N (5)] [--warm-up N (5)] [--rounds N (3)] [--clients N (8)] [--workloads read,insert,insert-simple] [--json] [--node PATH] [--huge-pages on|off (on)]',
   );
   const workloads = values.workloads.split(',').map((w) => w.trim()) as Workload[];
   for (const w of workloads) if (!WORKLOADS.includes(w)) throw new Error(`--workloads: unknown workload ${w}`);
@@ -139,10 +139,12 @@ async function main(): Promise<void> {
   const say = (s: string): void => void process.stderr.write(s + '\n');
   say(`bench:encryption: ${o.seconds}s per run, ${o.rounds} round(s), ${o.clients} clients, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 
-  const { cluster, pgcmek, pgbench, direct, viaProxy, postgresCpu } = await startPgAndPgcmek({
+  const { cluster, pgcmek, pgbench, direct, viaProxy, postgresCpu, hugePages, pgcmekNode } = await startPgAndPgcmek({
     database: DATABASE,
     encryptedYaml: ['encrypted:', '  public.enc: [secret]', '  public.enc_ins: [secret]'].join('\n'),
     node: o.node,
+    hugePages: o.hugePages,
+    log: say,
   });
   say(`postgres 18 on ${cluster.port}, pgcmek (child process, pid ${pgcmek.pid}) on ${pgcmek.port}; loading ${ROWS} rows per table...`);
   await load(direct, viaProxy);
@@ -183,13 +185,13 @@ async function main(): Promise<void> {
 
   const report = {
     benchmark: 'encryption',
-    machine: { cpus: cpus().length, node: process.version, loadavg: loadavg() },
+    machine: { cpus: cpus().length, node: pgcmekNode, loadavg: loadavg() },
     settings: {
       seconds: o.seconds,
       warmUpSeconds: o.warmUp,
       rounds: o.rounds,
       clients: o.clients,
-      postgres: '18',
+      postgres: '18', postgresPages: hugePages.describe,
       pgcmek: 'child process (cli serve), workers 1, local KEK, default DEK policy',
       read: `pgbench -M prepared: SELECT id, secret … WHERE id BETWEEN :a AND :a + 9 (10 rows × 1 column of ${SECRET.length} chars)`,
       insert: `pgbench -M prepared: INSERT INTO … (secret) VALUES (:s) (1 parameter of ${SECRET.length} chars)`,
@@ -201,6 +203,8 @@ async function main(): Promise<void> {
   printReport(o.json, report, () =>
     resultTable({
       ...o,
+      pages: hugePages.describe,
+      node: pgcmekNode,
       about: '',
       cellTitle: 'workload',
       cellWidth: CELL_WIDTH,

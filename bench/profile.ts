@@ -17,14 +17,15 @@
 // and permission to sample the whole machine (root, or kernel.perf_event_paranoid ≤ 0).
 //
 //   node dist/bench/profile.js [--seconds N (6)] [--warm-up N (5)] [--mode prepared|simple|extended (prepared)]
-//                              [--clients N (16)] [--frequency HZ (999)] [--top N (15)] [--json]
+//                              [--clients N (16)] [--frequency HZ (999)] [--top N (15)] [--json] [--huge-pages on|off]
 import { execFileSync } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort, startCluster } from '../src/dev/cluster.js';
-import { nonNegativeInt, positiveInt } from './lib/args.js';
+import { nonNegativeInt, positiveInt, onOff } from './lib/args.js';
+import { reserveHugePages } from './lib/huge-pages.js';
 import { findOrInstall } from './lib/debian.js';
 import { pgbenchInit, runPgbench, type PgTarget, type QueryMode } from './lib/pgbench.js';
 import { findPgBouncer, startPgBouncer } from './lib/pgbouncer.js';
@@ -56,11 +57,12 @@ function options() {
       frequency: { type: 'string', default: '999' },
       top: { type: 'string', default: '15' },
       json: { type: 'boolean', default: false },
+      'huge-pages': { type: 'string', default: 'on' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: node dist/bench/profile.js [--seconds N (6)] [--warm-up N (5)] [--mode prepared|simple|extended (prepared)] [--clients N (16)] [--frequency HZ (999)] [--top N (15)] [--json]\n');
+    process.stdout.write('usage: node dist/bench/profile.js [--seconds N (6)] [--warm-up N (5)] [--mode prepared|simple|extended (prepared)] [--clients N (16)] [--frequency HZ (999)] [--top N (15)] [--json] [--huge-pages on|off (on)]\n');
     process.exit(0);
   }
   if (!['prepared', 'simple', 'extended'].includes(values.mode)) throw new Error('--mode must be prepared, simple or extended');
@@ -72,6 +74,7 @@ function options() {
     frequency: positiveInt(values.frequency, 'frequency'),
     top: positiveInt(values.top, 'top'),
     json: values.json,
+    hugePages: onOff(values['huge-pages'], 'huge-pages'),
   };
 }
 
@@ -145,10 +148,10 @@ function analyse(perf: string, file: string, window: string[], target: string, p
 
 const f1 = (n: number): string => n.toFixed(1);
 
-function table(profiles: Profile[], o: ReturnType<typeof options>): string {
+function table(profiles: Profile[], o: ReturnType<typeof options>, pages: string): string {
   const lines: string[] = [];
   const w = 12;
-  lines.push(`pgbench -S -M ${o.mode}, ${o.clients} clients, ${o.seconds} s per target${o.warmUp ? ` after ${o.warmUp} s of warm-up on the same connections` : ''}, perf -a at ${o.frequency} Hz, ${cpus().length} CPUs, Node ${process.version}, 1-min load ${loadavg()[0]!.toFixed(1)}`);
+  lines.push(`pgbench -S -M ${o.mode}, ${o.clients} clients, ${o.seconds} s per target${o.warmUp ? ` after ${o.warmUp} s of warm-up on the same connections` : ''}, perf -a at ${o.frequency} Hz, Postgres 18 (${pages}), ${cpus().length} CPUs, Node ${process.version}, 1-min load ${loadavg()[0]!.toFixed(1)}`);
   lines.push('CPU µs per transaction'.padEnd(26) + profiles.map((p) => p.target.padStart(w)).join(''));
   for (const g of GROUPS) {
     for (const side of ['user', 'kernel'] as const) {
@@ -181,7 +184,8 @@ async function main(): Promise<void> {
   const perf = findOrInstall('perf', 'linux-perf', { install: true, log: say });
   if (!perf) throw new Error('perf not found and could not be installed: apt-get install -y linux-perf');
 
-  const cluster = await startCluster({ flavour: '18', settings: { max_connections: 200, shared_buffers: "'256MB'" } });
+  const hugePages = reserveHugePages(256 + 64, o.hugePages, say);
+  const cluster = await startCluster({ flavour: '18', settings: { max_connections: 200, shared_buffers: "'256MB'", huge_pages: hugePages.setting } });
   onCleanup(() => cluster.stop());
   const pgbench = join(cluster.clientBin, 'pgbench');
   const conn = (port: number): PgTarget => ({ host: '127.0.0.1', port, user: cluster.user, password: cluster.password, database: 'postgres' });
@@ -232,9 +236,9 @@ async function main(): Promise<void> {
   if (o.json) {
     const round = (m: Map<string, number>, n: number) => Object.fromEntries([...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => [k, Number(v.toFixed(2))]));
     const out = profiles.map((p) => ({ ...p, postgresSymbols: round(p.postgresSymbols, 50), proxySymbols: round(p.proxySymbols, 50) }));
-    process.stdout.write(JSON.stringify({ benchmark: 'profile', machine: { cpus: cpus().length, node: process.version }, settings: o, profiles: out }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ benchmark: 'profile', machine: { cpus: cpus().length, node: process.version }, settings: { ...o, postgresPages: hugePages.describe }, profiles: out }, null, 2) + '\n');
   } else {
-    process.stdout.write(table(profiles, o) + '\n');
+    process.stdout.write(table(profiles, o, hugePages.describe) + '\n');
   }
 }
 

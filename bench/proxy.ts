@@ -25,7 +25,7 @@
 // PgBouncer what the runtime costs. `--no-node-pipe` leaves it out.
 //
 //   node dist/bench/proxy.js [--seconds N] [--quick] [--rounds N] [--scale N] [--json]
-//                            [--in-process] [--no-pgbouncer] [--no-node-pipe]
+//                            [--in-process] [--no-pgbouncer] [--no-node-pipe] [--workers N] [--huge-pages on|off]
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -37,7 +37,8 @@ import { startNodeRelay } from './lib/node-relay.js';
 import { onCleanup, runMain } from './lib/proc.js';
 import type { ProcStat } from './lib/procstat.js';
 import { postgresClusterCpu, procStat, settleBackends } from './lib/procstat.js';
-import { nonNegativeInt } from './lib/args.js';
+import { nonNegativeInt, onOff } from './lib/args.js';
+import { reserveHugePages } from './lib/huge-pages.js';
 import { medianPairedRatio, ratio, summarize, type Summary } from './lib/stats.js';
 
 interface Target {
@@ -88,11 +89,12 @@ function options() {
       'no-pgbouncer': { type: 'boolean', default: false },
       'no-node-pipe': { type: 'boolean', default: false },
       workers: { type: 'string' },
+      'huge-pages': { type: 'string', default: 'on' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: node dist/bench/proxy.js [--seconds N (10)] [--warm-up N (10)] [--quick (3 s, 1 round, no warm-up)] [--rounds N (2)] [--scale N (10)] [--json] [--in-process] [--no-pgbouncer] [--no-node-pipe] [--workers N (1)]\n');
+    process.stdout.write('usage: node dist/bench/proxy.js [--seconds N (10)] [--warm-up N (10)] [--quick (3 s, 1 round, no warm-up)] [--rounds N (2)] [--scale N (10)] [--json] [--in-process] [--no-pgbouncer] [--no-node-pipe] [--workers N (1)] [--huge-pages on|off (on)]\n');
     process.exit(0);
   }
   const int = (v: string | undefined, d: number, name: string): number => {
@@ -111,6 +113,7 @@ function options() {
     pgbouncer: !values['no-pgbouncer'],
     nodePipe: !values['no-node-pipe'],
     workers: int(values.workers, 1, 'workers'),
+    hugePages: onOff(values['huge-pages'], 'huge-pages'),
   };
 }
 
@@ -124,7 +127,9 @@ async function main(): Promise<void> {
   say(`bench:proxy: ${o.seconds}s per run after ${o.warmUp}s of warm-up, ${o.rounds} round(s), scale ${o.scale}, pgcmek ${o.how} (workers ${o.workers}), load average ${loadStart.map((l) => l.toFixed(2)).join(' ')}`);
   if (loadStart[0]! > cpus().length) say(`warning: the machine is already busy (1-min load ${loadStart[0]!.toFixed(1)} on ${cpus().length} CPUs): TPS will be noisy; proxy CPU µs/tx and p50 are the steadier figures`);
 
-  const cluster = await startCluster({ flavour: '18', settings: { max_connections: 200, shared_buffers: "'256MB'" } });
+  // Fresh backends (pgcmek and direct open one per pgbench connection; PgBouncer keeps its own) fault in each 4 KiB page they touch.
+  const hugePages = reserveHugePages(256 + 64, o.hugePages, say);
+  const cluster = await startCluster({ flavour: '18', settings: { max_connections: 200, shared_buffers: "'256MB'", huge_pages: hugePages.setting } });
   onCleanup(() => cluster.stop());
   const pgbench = join(cluster.clientBin, 'pgbench');
   const conn = (port: number): PgTarget => ({ host: '127.0.0.1', port, user: cluster.user, password: cluster.password, database: 'postgres' });
@@ -242,7 +247,7 @@ async function main(): Promise<void> {
   const report = {
     benchmark: 'proxy',
     machine: { cpus: cpus().length, node: process.version, loadavgStart: loadStart, loadavgEnd: loadavg() },
-    settings: { seconds: o.seconds, warmUpSeconds: o.warmUp, rounds: o.rounds, scale: o.scale, postgres: '18', pgcmek: pgcmek.how, workers: o.workers, pgbouncer: targets.some((t) => t.name === 'pgbouncer') ? 'session, scram-sha-256' : 'skipped', workload: 'pgbench -S (select-only)' },
+    settings: { seconds: o.seconds, warmUpSeconds: o.warmUp, rounds: o.rounds, scale: o.scale, postgres: '18', postgresPages: hugePages.describe, pgcmek: pgcmek.how, workers: o.workers, pgbouncer: targets.some((t) => t.name === 'pgbouncer') ? 'session, scram-sha-256' : 'skipped', workload: 'pgbench -S (select-only)' },
     results,
     ratios,
     pgcmekMemory: mem && { rssBytes: mem.rssBytes, peakRssBytes: mem.peakRssBytes },
@@ -255,7 +260,7 @@ async function main(): Promise<void> {
   }
   const lines: string[] = [];
   lines.push('');
-  lines.push(`pgbench -S, ${o.seconds}s${o.warmUp ? ` after ${o.warmUp}s of warm-up on the same connections` : ' from connect'} x ${o.rounds} round(s) per cell, scale ${o.scale}, Postgres 18, ${cpus().length} CPUs, Node ${process.version}, 1-min load ${loadStart[0]!.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`);
+  lines.push(`pgbench -S, ${o.seconds}s${o.warmUp ? ` after ${o.warmUp}s of warm-up on the same connections` : ' from connect'} x ${o.rounds} round(s) per cell, scale ${o.scale}, Postgres 18 (${hugePages.describe}), ${cpus().length} CPUs, Node ${process.version}, 1-min load ${loadStart[0]!.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`);
   lines.push('mode      clients  target     tps (mean)   rounds                 p50 ms   p99 ms  mean ms   CPU µs/tx: proxy  postgres');
   for (const r of results) {
     lines.push(

@@ -23,7 +23,7 @@
 // (bench/lib/cells.ts).
 //
 //   node dist/bench/searchable.js [--seconds N (5)] [--warm-up N (5)] [--rounds N (3)] [--clients N (8)] [--rows N (100000)]
-//                                 [--modes prepared,extended,simple] [--skew S (0)] [--json] [--node PATH]
+//                                 [--modes prepared,extended,simple] [--skew S (0)] [--json] [--node PATH] [--huge-pages on|off (on)]
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -70,7 +70,7 @@ function options() {
   });
   const common = commonArgs(
     values,
-    'node dist/bench/searchable.js [--seconds N (5)] [--warm-up N (5)] [--rounds N (3)] [--clients N (8)] [--rows N (100000)] [--modes prepared,extended,simple] [--skew S (0)] [--json] [--node PATH]',
+    'node dist/bench/searchable.js [--seconds N (5)] [--warm-up N (5)] [--rounds N (3)] [--clients N (8)] [--rows N (100000)] [--modes prepared,extended,simple] [--skew S (0)] [--json] [--node PATH] [--huge-pages on|off (on)]',
   );
   const modes = values.modes.split(',').map((m) => m.trim()) as QueryMode[];
   for (const m of modes) if (!['prepared', 'extended', 'simple'].includes(m)) throw new Error(`--modes: unknown mode ${m}`);
@@ -143,10 +143,12 @@ async function main(): Promise<void> {
   const say = (s: string): void => void process.stderr.write(s + '\n');
   say(`bench:searchable: ${o.rows} rows, ${o.skew === 0 ? 'uniform' : `zipfian(${o.skew})`} lookups, ${o.seconds}s per run, ${o.rounds} round(s), ${o.clients} clients, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 
-  const { cluster, pgcmek, pgbench, direct, viaProxy, postgresCpu } = await startPgAndPgcmek({
+  const { cluster, pgcmek, pgbench, direct, viaProxy, postgresCpu, hugePages, pgcmekNode } = await startPgAndPgcmek({
     database: DATABASE,
     encryptedYaml: ['encrypted:', '  public.api_token:', '    token_hash: { searchable: true }'].join('\n'),
     node: o.node,
+    hugePages: o.hugePages,
+    log: say,
   });
   say(`postgres 18 on ${cluster.port}, pgcmek (child process, pid ${pgcmek.pid}) on ${pgcmek.port}; loading ${o.rows} rows...`);
   const t0 = performance.now();
@@ -187,14 +189,16 @@ async function main(): Promise<void> {
 
   const report = {
     benchmark: 'searchable',
-    machine: { cpus: cpus().length, node: process.version, loadavg: loadavg() },
-    settings: { rows: o.rows, distribution: o.skew === 0 ? 'uniform' : `zipfian(${o.skew})`, seconds: o.seconds, warmUpSeconds: o.warmUp, rounds: o.rounds, clients: o.clients, postgres: '18', pgcmek: 'child process (cli serve), workers 1, local KEK' },
+    machine: { cpus: cpus().length, node: pgcmekNode, loadavg: loadavg() },
+    settings: { rows: o.rows, distribution: o.skew === 0 ? 'uniform' : `zipfian(${o.skew})`, seconds: o.seconds, warmUpSeconds: o.warmUp, rounds: o.rounds, clients: o.clients, postgres: '18', postgresPages: hugePages.describe, pgcmek: 'child process (cli serve), workers 1, local KEK' },
     results: resultsJson(cells, 'mode', UNIT),
     ratios,
   };
   printReport(o.json, report, () =>
     resultTable({
       ...o,
+      pages: hugePages.describe,
+      node: pgcmekNode,
       about: `${o.rows} rows, ${report.settings.distribution} lookups`,
       cellTitle: 'mode',
       cellWidth: CELL_WIDTH,

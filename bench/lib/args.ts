@@ -10,6 +10,8 @@ export const COMMON_OPTIONS = {
   json: { type: 'boolean', default: false },
   /** The Node binary that runs pgcmek (default: this one). */
   node: { type: 'string' },
+  /** Postgres' shared memory in huge pages (`on`, reserved for the run when root) or 4 KiB pages (`off`): bench/lib/huge-pages.ts. */
+  'huge-pages': { type: 'string', default: 'on' },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
@@ -20,6 +22,7 @@ export interface CommonValues {
   clients: string;
   json: boolean;
   node?: string | undefined;
+  'huge-pages': string;
   help: boolean;
 }
 
@@ -30,6 +33,7 @@ export interface CommonArgs {
   clients: number;
   json: boolean;
   node: string | undefined;
+  hugePages: boolean;
 }
 
 /** An integer option in 1..max. */
@@ -48,6 +52,12 @@ export function nonNegativeInt(v: string, name: string): number {
   return n;
 }
 
+/** An on|off option. */
+export function onOff(v: string, name: string): boolean {
+  if (v !== 'on' && v !== 'off') throw new Error(`--${name} must be on or off`);
+  return v === 'on';
+}
+
 /** Prints usage and exits on --help; otherwise the common options, checked. Call it before checking the script's own. */
 export function commonArgs(values: CommonValues, usage: string): CommonArgs {
   if (values.help) {
@@ -61,5 +71,6 @@ export function commonArgs(values: CommonValues, usage: string): CommonArgs {
     clients: positiveInt(values.clients, 'clients'),
     json: values.json,
     node: values.node,
+    hugePages: onOff(values['huge-pages'], 'huge-pages'),
   };
 }

@@ -66,6 +66,10 @@ export interface TableOptions {
   rounds: number;
   /** Said in the first line after the run's settings (rows, distribution), or ''. */
   about: string;
+  /** How Postgres' shared memory is paged (HugePages.describe). */
+  pages: string;
+  /** The Node version pgcmek runs on. */
+  node: string;
   /** The cell column's title (`workload`, `mode`) and width. */
   cellTitle: string;
   cellWidth: number;
@@ -80,7 +84,7 @@ export function resultTable(o: TableOptions): string[] {
   const rateTitle = `${o.unit.many}/s (mean)`;
   const cpuTitle = `CPU µs/${o.unit.one.toLowerCase()}: pgcmek`;
   const lines = [
-    `pgbench -c ${o.clients} -j 2, ${o.seconds}s${o.warmUp ? ` after ${o.warmUp}s of warm-up on the same connections` : ' from connect'} x ${o.rounds} round(s) per cell, ${o.about ? o.about + ', ' : ''}Postgres 18, ${cpus().length} CPUs, Node ${process.version}`,
+    `pgbench -c ${o.clients} -j 2, ${o.seconds}s${o.warmUp ? ` after ${o.warmUp}s of warm-up on the same connections` : ' from connect'} x ${o.rounds} round(s) per cell, ${o.about ? o.about + ', ' : ''}Postgres 18 (${o.pages}), ${cpus().length} CPUs, pgcmek on Node ${o.node}`,
     `${o.cellTitle.padEnd(o.cellWidth)}  ${'target'.padEnd(22)}  ${rateTitle}  ${'rounds'.padEnd(24)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}   ${cpuTitle}  postgres  faults`,
   ];
   for (const r of o.cells) {
