@@ -2,7 +2,7 @@
 // run when the machine has none free and this process is root, and given back
 // at cleanup. Why: pgbench opens fresh connections for every run, and a fresh
 // backend takes a minor fault the first time it touches each 4 KiB page of
-// shared memory. On the project's VM (a PVM guest) each such page costs 6–15 µs
+// shared memory. On the project's VM (a PVM guest) each such page costs 6–18 µs
 // (bench/fault-cost.c), against well under 1 µs on ordinary hardware, and an
 // INSERT of a 245-byte envelope fills new buffers 3.7× as often as one of a
 // 38-byte plaintext: with 4 KiB pages that alone cost Postgres about +14 µs per
