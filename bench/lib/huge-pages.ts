@@ -6,7 +6,7 @@
 // (bench/fault-cost.c), against well under 1 µs on ordinary hardware, and an
 // INSERT of a 245-byte envelope fills new buffers 3.7× as often as one of a
 // 38-byte plaintext: with 4 KiB pages that alone cost Postgres about +14 µs per
-// encrypted insert, with huge pages +2 (docs/ARCHITECTURE.md, "Fresh backends").
+// encrypted insert, with huge pages +2 (docs/ARCHITECTURE.md, "What one fault costs here").
 // Every target of a run shares the one cluster, so all get the same pages.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { onCleanup } from './proc.js';
