@@ -14,14 +14,10 @@ export interface ProcStat {
 
 const TICKS_PER_SECOND = 100; // USER_HZ: 100 on every Linux ABI Node supports
 
-/**
- * Clock ticks of CPU a process used (utime + stime), plus, with `reaped`, what
- * its waited-for children used (cutime + cstime). Throws once the process is gone.
- */
-function cpuTicks(pid: number, reaped: boolean): number {
+/** Clock ticks of CPU a process used (utime + stime). Throws once the process is gone. */
+function cpuTicks(pid: number): number {
   const rest = statFields(pid);
-  const t = Number(rest[11]) + Number(rest[12]);
-  return reaped ? t + Number(rest[13]) + Number(rest[14]) : t;
+  return Number(rest[11]) + Number(rest[12]);
 }
 
 /** /proc/<pid>/stat from field 3 (state) on: the command name before it is parenthesised and may contain spaces. */
@@ -30,16 +26,19 @@ function statFields(pid: number): string[] {
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
 
-/** Minor page faults (minflt), plus with `reaped` those of its waited-for children (cminflt). */
-function minorFaults(pid: number, reaped: boolean): number {
+/**
+ * CPU ticks and minor page faults of a process plus those of its waited-for
+ * children (utime + stime + cutime + cstime, minflt + cminflt), from one read.
+ */
+function ticksAndFaults(pid: number): { ticks: number; faults: number } {
   const rest = statFields(pid);
-  return Number(rest[7]) + (reaped ? Number(rest[8]) : 0);
+  return { ticks: Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14]), faults: Number(rest[7]) + Number(rest[8]) };
 }
 
 /** Reads /proc/<pid>/stat and status; undefined once the process is gone (or off Linux). */
 export function procStat(pid: number): ProcStat | undefined {
   try {
-    const ticks = cpuTicks(pid, false);
+    const ticks = cpuTicks(pid);
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
     return { cpuMs: (ticks * 1000) / TICKS_PER_SECOND, rssBytes: kb('VmRSS'), peakRssBytes: kb('VmHWM') };
@@ -88,29 +87,22 @@ export const settleBackends = (): Promise<void> => new Promise((r) => setTimeout
  */
 export function postgresClusterCpu(dataDir: string): () => { cpuMs: number; minorFaults: number } | undefined {
   const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-  const ticksOrZero = (p: number): number => {
+  const orZero = (p: number): { ticks: number; faults: number } => {
     try {
-      return cpuTicks(p, true);
+      return ticksAndFaults(p);
     } catch {
-      return 0; // a backend that ended between listing and reading (why callers wait for the run's backends to exit)
-    }
-  };
-  const faultsOrZero = (p: number): number => {
-    try {
-      return minorFaults(p, true);
-    } catch {
-      return 0;
+      return { ticks: 0, faults: 0 }; // a backend that ended between listing and reading (why callers wait for the run's backends to exit)
     }
   };
   return () => {
     try {
-      let t = cpuTicks(pid, true);
-      let f = minorFaults(pid, true);
+      const total = ticksAndFaults(pid);
       for (const child of childrenOf(pid)) {
-        t += ticksOrZero(child);
-        f += faultsOrZero(child);
+        const c = orZero(child);
+        total.ticks += c.ticks;
+        total.faults += c.faults;
       }
-      return { cpuMs: (t * 1000) / TICKS_PER_SECOND, minorFaults: f };
+      return { cpuMs: (total.ticks * 1000) / TICKS_PER_SECOND, minorFaults: total.faults };
     } catch {
       return undefined;
     }
