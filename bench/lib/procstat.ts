@@ -79,8 +79,8 @@ export function procTreeStat(pid: number): ProcStat | undefined {
 export const settleBackends = (): Promise<void> => new Promise((r) => setTimeout(r, 300));
 
 /**
- * A reader of the CPU time (ms) a Postgres cluster has used so far: the
- * postmaster and its live children, plus what its exited children used (a
+ * A reader of the CPU time (ms) a Postgres cluster has used so far, and of its
+ * minor page faults: the postmaster and its live children, plus what its exited children used (a
  * pgbench run's backends end with the run, and the postmaster reaps them).
  * Read it only once those backends are gone (a few hundred ms after pgbench
  * exits), or their time is missing. Undefined once the postmaster is gone.
