@@ -6,9 +6,16 @@
 # ---- build: compile TypeScript to dist/ -------------------------------------
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
+# A C toolchain for the native crypto addon (native/crypto.c, node-gyp against the
+# headers this image's Node ships in /usr/local/include/node).
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-# --ignore-scripts: the only install script is embedded-postgres's (tests, not the build).
+# --ignore-scripts: embedded-postgres's install script is for tests; the addon is built below.
 RUN npm ci --ignore-scripts
+COPY binding.gyp ./
+COPY native ./native
+COPY scripts ./scripts
+RUN PGCMEK_NATIVE=require npm_config_nodedir=/usr/local node scripts/build-native.cjs
 COPY tsconfig.json ./
 COPY src ./src
 RUN npm run build
@@ -20,6 +27,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# N-API: the addon works on any Node >= 20; the startup log line says `crypto: native (…)`.
+COPY --from=build /app/build/Release/pgcmek_crypto.node ./build/Release/pgcmek_crypto.node
 # The KEK volume's mount point, owned by the unprivileged user so that a named
 # volume mounted here (docker-compose.yml) starts out writable by `pgcmek keygen`.
 RUN mkdir -p /var/lib/pgcmek /etc/pgcmek && chown node:node /var/lib/pgcmek && chmod 700 /var/lib/pgcmek

@@ -4,12 +4,15 @@
 // the raw Fernet rows. Envelope rows use the local KEK backend, in process.
 // The last rows are the proxy's per-value hot paths (DataRow and Bind rewrites)
 // without sockets: what `npm run bench:encryption` pays per value, warm caches.
+// Rows run on the native addon when it is built (src/crypto/native.ts), else on
+// the JavaScript path; the header says which.
 import { createHmac, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { decrypt, encrypt, FernetKey } from '../src/crypto/fernet.js';
 import { LocalKekBackend } from '../src/crypto/kek/local.js';
 import { Keyring } from '../src/crypto/keyring.js';
 import { HmacSha256Key } from '../src/crypto/hmac-sha256.js';
+import { nativeCryptoStatus } from '../src/crypto/native.js';
 import { encryptBind } from '../src/encryption/params.js';
 import { decryptDataRow, type FieldPlan } from '../src/encryption/rows.js';
 import { ValueCodec } from '../src/encryption/values.js';
@@ -142,6 +145,7 @@ const w = Math.max(...rows.map((r) => r.name.length));
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 const lines = [
   `pgcmek crypto benchmark: ${PT.length}-byte plaintext, one core, node ${process.version}, best of ${ROUNDS} rounds in ${SECONDS}s per row`,
+  `crypto path: ${nativeCryptoStatus().detail} (PGCMEK_NATIVE=off measures the JavaScript path)`,
   '',
   `${'operation'.padEnd(w)}  ${'ops/s'.padStart(11)}  ${'µs/op'.padStart(7)}  note`,
   `${'-'.repeat(w)}  ${'-'.repeat(11)}  ${'-'.repeat(7)}  ----`,

@@ -9,6 +9,7 @@
 import { pino } from 'pino';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
+import { nativeCryptoStatus } from '../crypto/native.js';
 import { createLogger, setLogger, type Logger } from '../log.js';
 import type { OpsServer } from '../metrics/http.js';
 import { bump } from '../metrics/stats.js';
@@ -68,7 +69,9 @@ export async function runService(o: ServiceOptions): Promise<void> {
     if (config.metrics) ops = await startOps(config.metrics, runtime, () => server);
     const signals = (io.signals ?? process) as AllSignals;
     const stopped = untilStopped(server, runtime, logger, signals, o.reread);
-    logger.info({ host: server.host, port: server.port, config: config.source, pid: process.pid, ...(ops && { metrics: `${ops.host}:${ops.port}` }) }, 'pgcmek ready');
+    const crypto = nativeCryptoStatus();
+    if (!crypto.active && !crypto.detail.startsWith('off')) logger.warn({ crypto: crypto.detail }, 'native crypto not active: the JavaScript crypto runs instead (same bytes, slower per value)');
+    logger.info({ host: server.host, port: server.port, config: config.source, pid: process.pid, crypto: crypto.detail, ...(ops && { metrics: `${ops.host}:${ops.port}` }) }, 'pgcmek ready');
     await o.onReady?.({ server, ops });
     await stopped;
   } finally {

@@ -1,0 +1,261 @@
+// pgcmek's per-value crypto primitives as a Node-API addon: HMAC-SHA256 under a
+// fixed key and AES-128-CBC over whole blocks, both on the OpenSSL that Node
+// itself carries (its symbols are resolved from the running node binary, so
+// there is no second copy of OpenSSL and no new crypto code: only calls).
+//
+// Why: node:crypto's object model costs ~1.3 µs per call on short inputs (a new
+// Hmac or output Buffer per call, allocated from C++), against ~0.1 µs for the
+// AES or SHA-256 work itself on AES-NI/SHA-NI. A Fernet token makes three such
+// calls. Here every output goes into a buffer the caller owns and the key
+// states live in C for the key's lifetime: ~0.15–0.2 µs per call.
+//
+// Safety: every offset and length from JS is checked against the buffer it
+// indexes before any byte is touched; key material is cleansed on destroy()
+// and in the finaliser; nothing is logged. The JS side (src/crypto/native.ts)
+// self-tests these functions against node:crypto before using them and falls
+// back to its own implementations when the addon is missing or disagrees.
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+// SHA256_Init/Update/Final are deprecated in OpenSSL 3 in favour of EVP_MD,
+// whose context copy allocates: the precomputed-pad HMAC (RFC 2104 §4) needs a
+// plain struct copy. They remain exported by 3.x and use SHA-NI when present.
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+typedef struct {
+  SHA256_CTX inner;  // state after the key's ipad block
+  SHA256_CTX outer;  // state after the key's opad block
+  int live;
+} hmac_key;
+
+typedef struct {
+  EVP_CIPHER_CTX *enc;
+  EVP_CIPHER_CTX *dec;
+} aes_key;
+
+#define CHECK(env, call)                                            \
+  do {                                                              \
+    if ((call) != napi_ok) {                                        \
+      napi_throw_error((env), NULL, "pgcmek native: bad argument"); \
+      return NULL;                                                  \
+    }                                                               \
+  } while (0)
+
+static void hmac_clear(hmac_key *k) {
+  OPENSSL_cleanse(k, sizeof *k);
+}
+
+static void aes_clear(aes_key *k) {
+  // EVP_CIPHER_CTX_free cleanses the key schedule.
+  if (k->enc) EVP_CIPHER_CTX_free(k->enc);
+  if (k->dec) EVP_CIPHER_CTX_free(k->dec);
+  k->enc = NULL;
+  k->dec = NULL;
+}
+
+static void hmac_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  hmac_clear(data);
+  free(data);
+}
+
+static void aes_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  aes_clear(data);
+  free(data);
+}
+
+/** The bytes of a Uint8Array (a Buffer is one). */
+static int bytes_of(napi_env env, napi_value v, uint8_t **data, size_t *len) {
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t offset;
+  void *p;
+  if (napi_get_typedarray_info(env, v, &type, len, &p, &ab, &offset) != napi_ok) return 0;
+  if (type != napi_uint8_array) return 0;
+  *data = p;
+  return 1;
+}
+
+static int u32_of(napi_env env, napi_value v, uint32_t *out) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) return 0;
+  return napi_get_value_uint32(env, v, out) == napi_ok;
+}
+
+/** [at, at + len) lies inside a buffer of `size` bytes. */
+static int in_range(size_t size, uint32_t at, uint32_t len) {
+  return (size_t)at <= size && (size_t)len <= size - at;
+}
+
+static napi_value range_error(napi_env env, const char *what) {
+  napi_throw_range_error(env, NULL, what);
+  return NULL;
+}
+
+/** The key wrapped for JS; when it is not `ok` or cannot be wrapped, cleansed, freed and a RangeError thrown. */
+static napi_value wrap_key(napi_env env, void *k, napi_finalize finalize, int ok, const char *what) {
+  napi_value ext;
+  if (ok && napi_create_external(env, k, finalize, NULL, &ext) == napi_ok) return ext;
+  finalize(env, k, NULL);
+  return range_error(env, what);
+}
+
+// hmacKey(key: Uint8Array): External — the pad states of an HMAC-SHA256 key.
+static napi_value hmac_key_new(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *key;
+  size_t len;
+  if (argc < 1 || !bytes_of(env, argv[0], &key, &len)) return range_error(env, "hmacKey: key must be a Uint8Array");
+  uint8_t block[64] = {0};
+  if (len > 64) {
+    if (!SHA256(key, len, block)) return range_error(env, "hmacKey: SHA-256 failed");
+  } else {
+    memcpy(block, key, len);
+  }
+  hmac_key *k = calloc(1, sizeof *k);
+  if (!k) return range_error(env, "hmacKey: out of memory");
+  uint8_t pad[64];
+  for (int i = 0; i < 64; i++) pad[i] = block[i] ^ 0x36;
+  int ok = SHA256_Init(&k->inner) && SHA256_Update(&k->inner, pad, 64);
+  for (int i = 0; i < 64; i++) pad[i] = block[i] ^ 0x5c;
+  ok = ok && SHA256_Init(&k->outer) && SHA256_Update(&k->outer, pad, 64);
+  OPENSSL_cleanse(block, sizeof block);
+  OPENSSL_cleanse(pad, sizeof pad);
+  k->live = ok;
+  return wrap_key(env, k, hmac_finalize, ok, "hmacKey: SHA-256 failed or the key cannot be wrapped");
+}
+
+// hmacInto(k, src, start, end, out, at): HMAC of src[start, end) into out[at, at + 32).
+static napi_value hmac_into(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  hmac_key *k;
+  uint8_t *src, *out;
+  size_t slen, olen;
+  uint32_t start, end, at;
+  if (argc < 6 || napi_get_value_external(env, argv[0], (void **)&k) != napi_ok || !bytes_of(env, argv[1], &src, &slen) ||
+      !u32_of(env, argv[2], &start) || !u32_of(env, argv[3], &end) || !bytes_of(env, argv[4], &out, &olen) || !u32_of(env, argv[5], &at))
+    return range_error(env, "hmacInto: bad arguments");
+  if (!k->live) return range_error(env, "hmacInto: the key was destroyed");
+  if (end < start || !in_range(slen, start, end - start) || !in_range(olen, at, 32)) return range_error(env, "hmacInto: range outside its buffer");
+  SHA256_CTX c = k->inner;
+  uint8_t digest[32];
+  int ok = SHA256_Update(&c, src + start, end - start) && SHA256_Final(digest, &c);
+  c = k->outer;
+  ok = ok && SHA256_Update(&c, digest, sizeof digest) && SHA256_Final(out + at, &c);
+  OPENSSL_cleanse(&c, sizeof c);
+  OPENSSL_cleanse(digest, sizeof digest);
+  if (!ok) return range_error(env, "hmacInto: SHA-256 failed");
+  return NULL;
+}
+
+/** The one argument of a call: an External, or NULL with a RangeError thrown. */
+static void *only_external(napi_env env, napi_callback_info info, const char *what) {
+  size_t argc = 1;
+  napi_value argv[1];
+  void *k;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_external(env, argv[0], &k) != napi_ok) {
+    range_error(env, what);
+    return NULL;
+  }
+  return k;
+}
+
+// hmacDestroy(k): cleanse the pad states now (the finaliser frees the memory later).
+static napi_value hmac_destroy(napi_env env, napi_callback_info info) {
+  hmac_key *k = only_external(env, info, "hmacDestroy: bad arguments");
+  if (k) hmac_clear(k);
+  return NULL;
+}
+
+// aesKey(key: 16 bytes): External — an AES-128-CBC encrypt and decrypt context, no padding.
+static napi_value aes_key_new(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint8_t *key;
+  size_t len;
+  if (argc < 1 || !bytes_of(env, argv[0], &key, &len) || len != 16) return range_error(env, "aesKey: the key must be 16 bytes");
+  aes_key *k = calloc(1, sizeof *k);
+  if (!k) return range_error(env, "aesKey: out of memory");
+  static const uint8_t zero_iv[16];
+  k->enc = EVP_CIPHER_CTX_new();
+  k->dec = EVP_CIPHER_CTX_new();
+  int ok = k->enc && k->dec && EVP_EncryptInit_ex(k->enc, EVP_aes_128_cbc(), NULL, key, zero_iv) == 1 &&
+           EVP_CIPHER_CTX_set_padding(k->enc, 0) == 1 && EVP_DecryptInit_ex(k->dec, EVP_aes_128_cbc(), NULL, key, zero_iv) == 1 &&
+           EVP_CIPHER_CTX_set_padding(k->dec, 0) == 1;
+  return wrap_key(env, k, aes_finalize, ok, "aesKey: OpenSSL refused the key or the key cannot be wrapped");
+}
+
+// cbc(k, decrypt, src, srcAt, len, iv, ivAt, dst, dstAt): AES-128-CBC of whole blocks
+// src[srcAt, srcAt + len) into dst[dstAt, …) under iv[ivAt, ivAt + 16). src and dst
+// may be the same range (in place), never overlapping otherwise.
+static napi_value cbc(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  aes_key *k;
+  bool decrypt;
+  uint8_t *src, *iv, *dst;
+  size_t slen, ivlen, dlen;
+  uint32_t src_at, len, iv_at, dst_at;
+  if (argc < 9 || napi_get_value_external(env, argv[0], (void **)&k) != napi_ok || napi_get_value_bool(env, argv[1], &decrypt) != napi_ok ||
+      !bytes_of(env, argv[2], &src, &slen) || !u32_of(env, argv[3], &src_at) || !u32_of(env, argv[4], &len) ||
+      !bytes_of(env, argv[5], &iv, &ivlen) || !u32_of(env, argv[6], &iv_at) || !bytes_of(env, argv[7], &dst, &dlen) ||
+      !u32_of(env, argv[8], &dst_at))
+    return range_error(env, "cbc: bad arguments");
+  EVP_CIPHER_CTX *c = decrypt ? k->dec : k->enc;
+  if (!c) return range_error(env, "cbc: the key was destroyed");
+  if (len % 16 != 0 || len > INT32_MAX) return range_error(env, "cbc: not a whole number of blocks");
+  if (!in_range(slen, src_at, len) || !in_range(dlen, dst_at, len) || !in_range(ivlen, iv_at, 16)) return range_error(env, "cbc: range outside its buffer");
+  const uint8_t *in = src + src_at;
+  uint8_t *out = dst + dst_at;
+  if (in != out && in < out + len && out < in + len) return range_error(env, "cbc: overlapping ranges");
+  // A fresh IV on the kept key schedule; no padding, so update() emits exactly len bytes.
+  uint8_t ivc[16];
+  memcpy(ivc, iv + iv_at, 16);  // iv may lie inside the output range
+  int n = 0;
+  int ok = (decrypt ? EVP_DecryptInit_ex(c, NULL, NULL, NULL, ivc) : EVP_EncryptInit_ex(c, NULL, NULL, NULL, ivc)) == 1 &&
+           (decrypt ? EVP_DecryptUpdate(c, out, &n, in, (int)len) : EVP_EncryptUpdate(c, out, &n, in, (int)len)) == 1 && n == (int)len;
+  if (!ok) return range_error(env, "cbc: OpenSSL failed");
+  return NULL;
+}
+
+// aesDestroy(k): free both contexts now (their key schedules are cleansed).
+static napi_value aes_destroy(napi_env env, napi_callback_info info) {
+  aes_key *k = only_external(env, info, "aesDestroy: bad arguments");
+  if (k) aes_clear(k);
+  return NULL;
+}
+
+static napi_value openssl_version(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value v;
+  CHECK(env, napi_create_string_utf8(env, OpenSSL_version(OPENSSL_VERSION), NAPI_AUTO_LENGTH, &v));
+  return v;
+}
+
+#define FN(name, fn) {name, 0, fn, 0, 0, 0, napi_default, 0}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor d[] = {
+      FN("hmacKey", hmac_key_new), FN("hmacInto", hmac_into), FN("hmacDestroy", hmac_destroy), FN("aesKey", aes_key_new),
+      FN("cbc", cbc),              FN("aesDestroy", aes_destroy), FN("opensslVersion", openssl_version),
+  };
+  if (napi_define_properties(env, exports, sizeof d / sizeof d[0], d) != napi_ok) return NULL;
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
