@@ -59,19 +59,27 @@ static void aes_clear(aes_key *k) {
   k->dec = NULL;
 }
 
+// The hint of a wrapped key is the memory it was reported to V8 with (wrap_key), so
+// the garbage collector sees keys' native memory and the finaliser gives it back.
+static void unreport(napi_env env, void *hint) {
+  int64_t left;
+  if (hint) napi_adjust_external_memory(env, -(int64_t)(uintptr_t)hint, &left);
+}
+
 static void hmac_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
+  unreport(env, hint);
   hmac_clear(data);
   free(data);
 }
 
 static void aes_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
+  unreport(env, hint);
   aes_clear(data);
   free(data);
 }
+
+/** What an aes_key holds in OpenSSL (two contexts with their key schedules), roughly. */
+#define AES_KEY_BYTES 1024
 
 /** The bytes of a Uint8Array (a Buffer is one). */
 static int bytes_of(napi_env env, napi_value v, uint8_t **data, size_t *len) {
@@ -102,9 +110,13 @@ static napi_value range_error(napi_env env, const char *what) {
 }
 
 /** The key wrapped for JS; when it is not `ok` or cannot be wrapped, cleansed, freed and a RangeError thrown. */
-static napi_value wrap_key(napi_env env, void *k, napi_finalize finalize, int ok, const char *what) {
+static napi_value wrap_key(napi_env env, void *k, size_t bytes, napi_finalize finalize, int ok, const char *what) {
   napi_value ext;
-  if (ok && napi_create_external(env, k, finalize, NULL, &ext) == napi_ok) return ext;
+  int64_t total;
+  if (ok && napi_create_external(env, k, finalize, (void *)(uintptr_t)bytes, &ext) == napi_ok) {
+    napi_adjust_external_memory(env, (int64_t)bytes, &total);
+    return ext;
+  }
   finalize(env, k, NULL);
   return range_error(env, what);
 }
@@ -133,7 +145,7 @@ static napi_value hmac_key_new(napi_env env, napi_callback_info info) {
   OPENSSL_cleanse(block, sizeof block);
   OPENSSL_cleanse(pad, sizeof pad);
   k->live = ok;
-  return wrap_key(env, k, hmac_finalize, ok, "hmacKey: SHA-256 failed or the key cannot be wrapped");
+  return wrap_key(env, k, sizeof *k, hmac_finalize, ok, "hmacKey: SHA-256 failed or the key cannot be wrapped");
 }
 
 // hmacInto(k, src, start, end, out, at): HMAC of src[start, end) into out[at, at + 32).
@@ -196,7 +208,7 @@ static napi_value aes_key_new(napi_env env, napi_callback_info info) {
   int ok = k->enc && k->dec && EVP_EncryptInit_ex(k->enc, EVP_aes_128_cbc(), NULL, key, zero_iv) == 1 &&
            EVP_CIPHER_CTX_set_padding(k->enc, 0) == 1 && EVP_DecryptInit_ex(k->dec, EVP_aes_128_cbc(), NULL, key, zero_iv) == 1 &&
            EVP_CIPHER_CTX_set_padding(k->dec, 0) == 1;
-  return wrap_key(env, k, aes_finalize, ok, "aesKey: OpenSSL refused the key or the key cannot be wrapped");
+  return wrap_key(env, k, sizeof *k + AES_KEY_BYTES, aes_finalize, ok, "aesKey: OpenSSL refused the key or the key cannot be wrapped");
 }
 
 // cbc(k, decrypt, src, srcAt, len, iv, ivAt, dst, dstAt): AES-128-CBC of whole blocks
