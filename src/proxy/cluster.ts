@@ -169,6 +169,10 @@ export async function startPrimary(config: Config, deps: ProxyDeps): Promise<Pro
                 resolve();
               });
               w.send({ t: 'pgcmek:close', graceMs } satisfies Msg);
+              // A worker still starting may not listen for messages yet (Node 20 drops one
+              // that arrives while the entry module loads): SIGTERM reaches it either way,
+              // through its handler or, before that exists, by ending it (no session yet).
+              if (!ready.has(w)) w.process.kill('SIGTERM');
             }),
         );
         await Promise.all(exits);
