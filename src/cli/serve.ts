@@ -69,9 +69,9 @@ export async function runService(o: ServiceOptions): Promise<void> {
     if (config.metrics) ops = await startOps(config.metrics, runtime, () => server);
     const signals = (io.signals ?? process) as AllSignals;
     const stopped = untilStopped(server, runtime, logger, signals, o.reread);
-    const crypto = nativeCryptoStatus();
-    if (!crypto.active && !crypto.detail.startsWith('off')) logger.warn({ crypto: crypto.detail }, 'native crypto not active: the JavaScript crypto runs instead (same bytes, slower per value)');
-    logger.info({ host: server.host, port: server.port, config: config.source, pid: process.pid, crypto: crypto.detail, ...(ops && { metrics: `${ops.host}:${ops.port}` }) }, 'pgcmek ready');
+    const cryptoPath = nativeCryptoStatus();
+    if (!cryptoPath.active && !cryptoPath.detail.startsWith('off')) logger.warn({ crypto: cryptoPath.detail }, 'native crypto not active: the JavaScript crypto runs instead (same bytes, slower per value)');
+    logger.info({ host: server.host, port: server.port, config: config.source, pid: process.pid, crypto: cryptoPath.detail, ...(ops && { metrics: `${ops.host}:${ops.port}` }) }, 'pgcmek ready');
     await o.onReady?.({ server, ops });
     await stopped;
   } finally {

@@ -5,6 +5,7 @@ import { createServer, connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { nativeCryptoStatus } from '../../src/crypto/native.js';
 import { run } from './run.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pgcmek-serve-'));
@@ -37,6 +38,8 @@ describe('serve', () => {
     const line = await readyLine;
     expect(line.host).toBe('127.0.0.1');
     expect(line.port).toBeGreaterThan(0);
+    // Which crypto path runs: the native addon when built (CI requires it), else why not.
+    expect((line as { crypto?: string }).crypto).toBe(nativeCryptoStatus().detail);
     await new Promise<void>((resolve, reject) => {
       const s = connect(line.port, '127.0.0.1', () => {
         s.destroy();
