@@ -8,8 +8,11 @@ import { formatError, type BindContext } from './params.js';
 import type { Edit } from './searchable-rewrite.js';
 import type { MaybePromise } from './values.js';
 
-/** The text with its literals encrypted and `extra` applied; undefined when there is nothing to change. */
-export function spliceEncryptedLiterals(bytes: Buffer, plan: RewritePlan, extra: Edit[], c: BindContext): MaybePromise<Buffer | undefined> {
+/**
+ * The text with its literals encrypted and `extra` applied; undefined when there
+ * is nothing to change. `frameCode`: as a whole frontend message of that type (a Query).
+ */
+export function spliceEncryptedLiterals(bytes: Buffer, plan: RewritePlan, extra: Edit[], c: BindContext, frameCode?: number): MaybePromise<Buffer | undefined> {
   if (plan.literals.length === 0 && extra.length === 0) return undefined;
   const texts = plan.literals.map((l) => {
     const pt = Buffer.from(l.value, 'utf8');
@@ -24,6 +27,10 @@ export function spliceEncryptedLiterals(bytes: Buffer, plan: RewritePlan, extra:
     return r instanceof Promise ? r.then((b) => b.toString('utf8'), (e: unknown) => Promise.reject(formatError(e, l.target))) : r.toString('utf8');
   });
   const build = (vals: string[]) =>
-    spliceLiterals(bytes, [...plan.literals.map((l, i) => ({ start: l.start, end: l.end, text: quoteLiteral(vals[i]!) })), ...extra]);
+    spliceLiterals(
+      bytes,
+      plan.literals.length === 0 ? extra : [...plan.literals.map((l, i) => ({ start: l.start, end: l.end, text: quoteLiteral(vals[i]!) })), ...extra],
+      frameCode,
+    );
   return texts.some((t) => t instanceof Promise) ? Promise.all(texts).then(build) : build(texts as string[]);
 }

@@ -7,9 +7,10 @@
 // Reads: DataRows and COPY TO data are decrypted using the result's
 // RowDescription and the live catalog (result-rows.ts, session-catalog.ts).
 // docs/ARCHITECTURE.md ("The encryption layer") walks through it.
+import { isAscii } from 'node:buffer';
 import { BackendCode as B, FrontendCode as F, TxStatus } from '../protocol/codes.js';
 import { decodeParse, encodeParse, type Parse } from '../protocol/frontend/parse.js';
-import { encodeQuery, encodeQueryBytes } from '../protocol/frontend/query.js';
+import { encodeQuery } from '../protocol/frontend/query.js';
 import { decodeClose, decodeDescribe } from '../protocol/frontend/describe-close.js';
 import { decodeExecute } from '../protocol/frontend/execute.js';
 import { FORWARD, DROP, type InterceptContext, type Interceptor, type SessionInfo, type Verdict } from '../proxy/interceptor.js';
@@ -196,8 +197,10 @@ export class EncryptionSession implements Interceptor {
 
   private onQuery(frame: Buffer, ctx: InterceptContext): Verdict | Promise<Verdict> {
     const body = frame.subarray(5, frame.length - 1);
-    const changes = this.names.enabled && NameResolution.changesPath(body.toString('latin1'));
-    const plan = this.guard(this.sql.analyze(body));
+    // ASCII (nearly every statement): one decode serves the keyword tests and the analyzer.
+    const text = isAscii(body) ? body.toString('latin1') : undefined;
+    const changes = this.names.enabled && NameResolution.changesPath(text ?? body.toString('latin1'));
+    const plan = this.guard(this.sql.analyze(body, text));
     if (plan.kind === 'admin') return this.onAdmin(plan.text, ctx);
     if (plan.kind === 'passthrough') {
       if (changes || plan.isDdl) this.names.invalidate();
@@ -233,8 +236,8 @@ export class EncryptionSession implements Interceptor {
       return encodeQuery(raiseStatement(error));
     };
     try {
-      const spliced = spliceEncryptedLiterals(body, plan, this.searchable.queryEdits(body, plan), this.bindContext);
-      const toFrame = (b: Buffer | undefined): Verdict => (b ? encodeQueryBytes(b) : FORWARD);
+      const spliced = spliceEncryptedLiterals(body, plan, this.searchable.queryEdits(body, plan), this.bindContext, F.Query);
+      const toFrame = (b: Buffer | undefined): Verdict => b ?? FORWARD;
       return spliced instanceof Promise ? spliced.then(toFrame, failed) : toFrame(spliced);
     } catch (e) {
       return failed(e);
@@ -245,7 +248,7 @@ export class EncryptionSession implements Interceptor {
     const parse = decodeParse(frame);
     const text = Buffer.from(parse.text, 'utf8');
     const changes = this.names.enabled && NameResolution.changesPath(parse.text);
-    const plan = this.guard(this.sql.analyze(text));
+    const plan = this.guard(this.sql.analyze(text, parse.text));
     const names = writeNames(plan, text);
     if (plan.kind === 'plan' && mustReadNames(this.names, this.idle, names, changes, ctx)) return readResolution(this.names, ctx).then(() => this.parsePlanned(parse, text, plan, names, changes, ctx));
     return this.parsePlanned(parse, text, plan, names, changes, ctx);

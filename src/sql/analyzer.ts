@@ -61,6 +61,42 @@ function admits(t: Template): boolean {
   return t.derived <= ADMIT_FREELY || t.reused * REUSE_RATIO >= t.derived || t.derived % REPROBE === 0;
 }
 
+/**
+ * Whether to look a text up in the text cache before masking it. A lookup hashes
+ * the whole text and walks a bucket of a large Map: about 0.25 µs in a tight loop
+ * but over 1 µs in a busy proxy (cold cache lines), for nothing when every text
+ * is new (a lookup by token sent as a literal). A hit saves the mask, the shape
+ * match and the rebase (about 1.2 µs). So: while at least one early lookup in
+ * DENSE_RATIO hits (judged per WINDOW lookups), every text is looked up first;
+ * below that, only one in SAMPLE (enough to see texts start repeating), and the
+ * rest go to the shapes. Any text no template serves is looked up before it is
+ * parsed either way, so skipping costs a repeated text at most the mask and
+ * shape match, never a parse.
+ */
+const WINDOW = 256;
+const DENSE_RATIO = 8;
+const SAMPLE = 8;
+
+class TextProbe {
+  private sparse = false;
+  private tick = 0;
+  private probes = 0;
+  private hits = 0;
+
+  early(): boolean {
+    return !this.sparse || ++this.tick % SAMPLE === 0;
+  }
+
+  record(hit: boolean): void {
+    this.probes++;
+    if (hit) this.hits++;
+    if (this.probes < WINDOW) return;
+    this.sparse = this.hits * DENSE_RATIO < this.probes;
+    this.probes = 0;
+    this.hits = 0;
+  }
+}
+
 const PASSTHROUGH: SqlPlan = Object.freeze({ kind: 'passthrough', isDdl: false });
 const PASSTHROUGH_DDL: SqlPlan = Object.freeze({ kind: 'passthrough', isDdl: true });
 
@@ -72,7 +108,7 @@ function sameColumns(a: readonly string[] | undefined, b: readonly string[] | un
 
 export class SqlAnalyzer {
   readonly policy: PolicyIndex;
-  /** `misses` counts texts not in the text cache; `shapeHits` of them were rebased from a shape's plan, not parsed. */
+  /** `misses` counts texts not served from the text cache; `shapeHits` of them were rebased from a shape's plan, not parsed. */
   readonly stats = { prefiltered: 0, hits: 0, misses: 0, shapeHits: 0 };
   /** Analyses by text. A hit marks the entry and never moves it (clock-cache.ts says why). */
   private readonly cache: ClockCache<string, CacheEntry>;
@@ -81,6 +117,7 @@ export class SqlAnalyzer {
   private readonly cacheSize: number;
   private readonly maxCachedTextLength: number;
   private readonly columnsOf: ColumnsOf;
+  private readonly probe = new TextProbe();
 
   constructor(opts: SqlAnalyzerOptions) {
     this.policy = buildPolicyIndex(opts.tables);
@@ -96,12 +133,17 @@ export class SqlAnalyzer {
    * Plan one message text (a Query string or a Parse statement, without the NUL
    * terminator). Pass the Buffer when you have it: offsets are bytes of it.
    * `force` skips the prefilter (SqlSession uses it for EXECUTE/DEALLOCATE).
+   * `text`, with a Buffer: its UTF-8 decoding, when the caller has it already
+   * (the bytes are then taken as valid UTF-8).
    */
-  analyze(sql: string | Buffer, opts: { force?: boolean } = {}): SqlPlan {
+  analyze(sql: string | Buffer, opts: { force?: boolean; text?: string } = {}): SqlPlan {
     let text: string;
     let bytes: Buffer | undefined;
     if (typeof sql === 'string') text = sql;
-    else if (isUtf8(sql)) {
+    else if (opts.text !== undefined) {
+      text = opts.text;
+      bytes = sql;
+    } else if (isUtf8(sql)) {
       text = sql.toString('utf8');
       bytes = sql;
     } else {
@@ -127,15 +169,18 @@ export class SqlAnalyzer {
     if (text.includes('\0')) {
       return { kind: 'reject', error: { code: '08P01', reason: 'internal', message: 'pgcmek: statement text contains a NUL byte' } };
     }
-    const hit = this.cache.get(text);
-    if (hit && this.current(hit.deps)) {
-      this.stats.hits++;
-      if (hit.template) hit.template.reused++;
-      return hit.plan;
+    // Probed before the shapes only while it pays (see TextProbe); a text no template
+    // serves is always looked up before it is parsed. (A string caller, rare, always probes first.)
+    const maskable = this.shapes.enabled && (bytes ? bytes.length : Buffer.byteLength(text, 'utf8')) <= this.shapeCacheBytes;
+    const early = !maskable || bytes === undefined || this.probe.early();
+    if (early) {
+      const hit = this.cachedPlan(text);
+      if (maskable) this.probe.record(hit !== undefined);
+      if (hit) return hit;
     }
     this.stats.misses++;
     const b = bytes ?? Buffer.from(text, 'utf8');
-    const masked = this.shapes.enabled && b.length <= this.shapeCacheBytes ? maskLiterals(b) : undefined;
+    const masked = maskable ? maskLiterals(b) : undefined;
     if (masked) {
       const entry = this.fromShape(masked, b);
       if (entry) {
@@ -144,6 +189,13 @@ export class SqlAnalyzer {
         t.derived++;
         if (admits(t)) this.remember(text, entry);
         return entry.plan;
+      }
+      if (!early) {
+        const hit = this.cachedPlan(text);
+        if (hit) {
+          this.stats.misses--;
+          return hit;
+        }
       }
     }
     const reads = masked && this.shapes.recurring(masked.key) ? new ConstReads() : undefined;
@@ -154,6 +206,15 @@ export class SqlAnalyzer {
       if (t) this.shapes.add(masked.key, t);
     }
     return plan;
+  }
+
+  /** The text cache's plan for this text, if it is there and its catalog answers still hold (counted as a hit). */
+  private cachedPlan(text: string): SqlPlan | undefined {
+    const hit = this.cache.get(text);
+    if (!hit || !this.current(hit.deps)) return undefined;
+    this.stats.hits++;
+    if (hit.template) hit.template.reused++;
+    return hit.plan;
   }
 
   clearCache(): void {

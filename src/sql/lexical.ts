@@ -177,8 +177,13 @@ export function quoteLiteral(value: string): string {
 }
 
 /** Replace byte ranges of `sql` with new text, leaving every other byte alone. */
-export function spliceLiterals(sql: Buffer, replacements: readonly { start: number; end: number; text: string | Buffer }[]): Buffer {
-  if (replacements.length === 0) return sql;
+/**
+ * `sql` with each byte range replaced. `frameCode`: return the text as a whole
+ * frontend message instead (type byte, length, the text, NUL), built in the same
+ * single allocation.
+ */
+export function spliceLiterals(sql: Buffer, replacements: readonly { start: number; end: number; text: string | Buffer }[], frameCode?: number): Buffer {
+  if (replacements.length === 0 && frameCode === undefined) return sql;
   const sorted = replacements.length === 1 ? replacements : [...replacements].sort((a, b) => a.start - b.start);
   // One allocation: the size first, then every piece copied (or encoded) into place.
   let size = sql.length;
@@ -190,8 +195,9 @@ export function spliceLiterals(sql: Buffer, replacements: readonly { start: numb
     size += (typeof r.text === 'string' ? Buffer.byteLength(r.text, 'utf8') : r.text.length) - (r.end - r.start);
     pos = r.end;
   }
-  const out = Buffer.allocUnsafe(size);
-  let o = 0;
+  const head = frameCode === undefined ? 0 : 5;
+  const out = Buffer.allocUnsafe(size + (head === 0 ? 0 : 6));
+  let o = head;
   pos = 0;
   for (const r of sorted) {
     o += sql.copy(out, o, pos, r.start);
@@ -200,7 +206,12 @@ export function spliceLiterals(sql: Buffer, replacements: readonly { start: numb
   }
   o += sql.copy(out, o, pos);
   // allocUnsafe memory may hold anything: never send a byte that was not written here.
-  if (o !== size) throw new RangeError(`spliced ${o} of ${size} bytes`);
+  if (o !== head + size) throw new RangeError(`spliced ${o - head} of ${size} bytes`);
+  if (frameCode !== undefined) {
+    out[0] = frameCode;
+    out.writeInt32BE(size + 5, 1);
+    out[o] = 0;
+  }
   return out;
 }
 

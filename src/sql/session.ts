@@ -53,11 +53,16 @@ export class SqlSession {
     else if (n === 'client_encoding') this.clientEncoding = normEncoding(value);
   }
 
-  /** Plan a Query string or Parse statement for this session. */
-  analyze(sql: string | Buffer): SqlPlan {
-    const ascii = typeof sql === 'string' ? sql : sql.toString('latin1');
+  /**
+   * Plan a Query string or Parse statement for this session. `text`, with a
+   * Buffer: its UTF-8 decoding, when the caller has it (one decode per message).
+   */
+  analyze(sql: string | Buffer, text?: string): SqlPlan {
+    // The keyword tests see ASCII alike in either decoding.
+    const ascii = typeof sql === 'string' ? sql : (text ?? sql.toString('latin1'));
     if (SETTING_WORDS.test(ascii)) this.trackSettings(ascii);
-    const plan = this.analyzer.analyze(sql, { force: this.prepared.size > 0 && PREPARED_WORDS.test(ascii) });
+    const force = this.prepared.size > 0 && PREPARED_WORDS.test(ascii);
+    const plan = this.analyzer.analyze(sql, text === undefined ? { force } : { force, text });
     if (plan.kind === 'passthrough' || plan.kind === 'admin') return plan;
     // Under other lexer settings the parse (and any refusal it led to) may be wrong: say why instead.
     if (!this.standardConformingStrings || !OK_ENCODINGS.has(this.clientEncoding)) {

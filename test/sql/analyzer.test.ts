@@ -34,6 +34,29 @@ describe('cache', () => {
     expect(b.stats.hits - hits).toBe(1_000);
   });
 
+  test('when texts stop repeating, the text cache is mostly not probed before the shapes; a text no template serves is still found there', () => {
+    const a = makeAnalyzer(CATALOG, { cacheSize: 10_000 });
+    const lookup = (i: number) => Buffer.from(`SELECT id FROM users WHERE email = 'user${i}@example.com'`);
+    for (let i = 0; i < 64; i++) a.analyze(lookup(i)); // admitted freely: these are in the text cache
+    for (let i = 64; i < 3_000; i++) a.analyze(lookup(i));
+    // Texts that are cached and served by the shape's template: only sampled probes find them.
+    const hits = a.stats.hits;
+    for (let r = 0; r < 4; r++) for (let i = 0; i < 64; i++) expectPlan(a.analyze(lookup(i)));
+    expect(a.stats.hits - hits).toBeLessThan(64);
+    // A text of a shape seen once (no template yet) is looked up before it would be parsed.
+    const once = Buffer.from("INSERT INTO users (ssn, email) VALUES ('1', 'x@example.com')");
+    const first = a.analyze(once);
+    const before = { ...a.stats };
+    for (let r = 0; r < 16; r++) expect(a.analyze(once)).toBe(first);
+    expect(a.stats.hits - before.hits).toBe(16);
+    expect(a.stats.shapeHits).toBe(before.shapeHits);
+    // Texts that come back make it probe every text first again.
+    for (let r = 0; r < 40; r++) for (let i = 0; i < 64; i++) a.analyze(lookup(i));
+    const again = a.stats.hits;
+    for (let i = 0; i < 64; i++) a.analyze(lookup(i));
+    expect(a.stats.hits - again).toBe(64);
+  });
+
   test('a catalog change invalidates plans that depended on the column order', () => {
     const catalog: Record<string, string[]> = { ...CATALOG };
     const a = makeAnalyzer(catalog);

@@ -79,6 +79,15 @@ describe('literal byte ranges', () => {
     expect(() => spliceLiterals(b, [{ start: 5, end: 9, text: '' }])).toThrow(RangeError);
   });
 
+  test('spliceLiterals can build the whole Query message around the spliced text', () => {
+    const b = Buffer.from("SELECT 1 FROM t WHERE h = 'é'");
+    const frame = spliceLiterals(b, [{ start: 26, end: 30, text: "'cmek:v1:x'" }], 0x51);
+    const text = "SELECT 1 FROM t WHERE h = 'cmek:v1:x'";
+    expect(frame).toEqual(Buffer.concat([Buffer.from([0x51]), Buffer.from([0, 0, 0, 5 + text.length]), Buffer.from(text), Buffer.from([0])]));
+    // Nothing to replace: still a frame (a copy), never the bare text.
+    expect(spliceLiterals(Buffer.from('x'), [], 0x51)).toEqual(Buffer.from([0x51, 0, 0, 0, 6, 0x78, 0]));
+  });
+
   test('spliceLiterals takes text or bytes, and writes every byte of its output', () => {
     const b = Buffer.from("x = 'a' AND y = 'b'");
     const out = spliceLiterals(b, [

@@ -14,13 +14,3 @@ export function decodeQuery(frame: Buffer): string {
 export function encodeQuery(text: string): Buffer {
   return new BufferWriter(6 + text.length).begin(FrontendCode.Query).cstring(text).end().finish();
 }
-
-/** A Query frame around statement text already in bytes (no NUL): one allocation, no string round trip. */
-export function encodeQueryBytes(body: Buffer): Buffer {
-  const f = Buffer.allocUnsafe(body.length + 6);
-  f[0] = FrontendCode.Query;
-  f.writeInt32BE(body.length + 5, 1);
-  body.copy(f, 5);
-  f[f.length - 1] = 0;
-  return f;
-}
