@@ -108,6 +108,18 @@ export class FernetKey {
   }
 
   /**
+   * The raw token of src[start, end) with IV iv[ivAt, ivAt + 16) and timestamp
+   * `ts` into out[at, …) (rawTokenLength bytes) in one native call; false when
+   * this key has no native state (the JavaScript path then builds it).
+   */
+  sealNative(src: Uint8Array, start: number, end: number, iv: Uint8Array, ivAt: number, ts: number, out: Uint8Array, at: number): boolean {
+    const mac = this.hmac.nativeHandle;
+    if (this.aes === undefined || mac === undefined) return false;
+    native!.fernetSeal(mac, this.aes, src, start, end, iv, ivAt, Math.floor(ts / 0x1_0000_0000), ts >>> 0, out, at);
+    return true;
+  }
+
+  /**
    * AES-128-CBC encryption in place of buf[at, at + len) (whole blocks, already
    * padded) under `iv`, over ONE cipher for every value: creating a cipher per
    * value cost more than the rest of an encrypt. A CBC encipher without padding
@@ -185,23 +197,26 @@ function toKey(key: FernetKey | Buffer): FernetKey {
   return key instanceof FernetKey ? key : new FernetKey(key);
 }
 
+/** Bytes of the raw token of an n-byte plaintext: header, the plaintext padded to whole blocks (PKCS7), MAC. */
+export function rawTokenLength(n: number): number {
+  return HEADER + (n - (n % BLOCK)) + BLOCK + MAC;
+}
+
 /** The raw token bytes (not yet base64url-encoded). */
 export function encryptRaw(key: FernetKey | Buffer, plaintext: Buffer | string, opts?: EncryptOptions): Buffer {
   const k = toKey(key);
   const pt = typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext;
   const ts = opts?.timestamp ?? Math.floor(Date.now() / 1000);
   if (!Number.isSafeInteger(ts) || ts < 0) throw new RangeError('Fernet timestamp must be a non-negative integer');
-  const ctLen = (pt.length - (pt.length % BLOCK)) + BLOCK;
-  const out = Buffer.allocUnsafe(HEADER + ctLen + MAC);
+  const out = Buffer.allocUnsafe(rawTokenLength(pt.length));
+  if (opts?.iv && opts.iv.length !== 16) throw new RangeError(`a Fernet IV is 16 bytes, got ${opts.iv.length}`);
+  if (!opts?.iv) fillRandom(out, 9, 16);
+  if (k.sealNative(pt, 0, pt.length, opts?.iv ?? out, opts?.iv ? 0 : 9, ts, out, 0)) return out;
+  const ctLen = out.length - HEADER - MAC;
   out[0] = VERSION;
   out.writeUInt32BE(Math.floor(ts / 0x1_0000_0000), 1);
   out.writeUInt32BE(ts >>> 0, 5);
-  if (opts?.iv) {
-    if (opts.iv.length !== 16) throw new RangeError(`a Fernet IV is 16 bytes, got ${opts.iv.length}`);
-    opts.iv.copy(out, 9);
-  } else {
-    fillRandom(out, 9, 16);
-  }
+  if (opts?.iv) opts.iv.copy(out, 9);
   // PKCS7 padding, then CBC in place over the padded plaintext.
   pt.copy(out, HEADER);
   out.fill(ctLen - pt.length, HEADER + pt.length, HEADER + ctLen);

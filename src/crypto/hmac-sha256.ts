@@ -150,6 +150,11 @@ export class HmacSha256Key {
     this.native = native?.hmacKey(key);
   }
 
+  /** The addon's copy of the pad states (for a native call that also MACs), or undefined. */
+  get nativeHandle(): NativeHandle | undefined {
+    return this.native;
+  }
+
   /** HMAC of src[start, end), written to out[at, at + 32). */
   macInto(src: Uint8Array, start: number, end: number, out: Uint8Array, at: number): void {
     const n = end - start;

@@ -27,6 +27,24 @@ export interface NativeCrypto {
   /** AES-128-CBC of whole blocks src[srcAt, srcAt + len) into dst[dstAt, …) (the same range = in place). */
   cbc(k: NativeHandle, decrypt: boolean, src: Uint8Array, srcAt: number, len: number, iv: Uint8Array, ivAt: number, dst: Uint8Array, dstAt: number): void;
   aesDestroy(k: NativeHandle): void;
+  /**
+   * The raw Fernet token of src[start, end) into out[at, at + 57 + padded length):
+   * version, the timestamp tsHi * 2^32 + tsLo, the IV iv[ivAt, ivAt + 16),
+   * AES-128-CBC (PKCS7) under `aes`, HMAC-SHA256 under `mac`. One call.
+   */
+  fernetSeal(
+    mac: NativeHandle,
+    aes: NativeHandle,
+    src: Uint8Array,
+    start: number,
+    end: number,
+    iv: Uint8Array,
+    ivAt: number,
+    tsHi: number,
+    tsLo: number,
+    out: Uint8Array,
+    at: number,
+  ): void;
   opensslVersion(): string;
 }
 
@@ -65,8 +83,23 @@ function selfTest(n: NativeCrypto): string | undefined {
   n.cbc(a, false, pt, 0, 48, iv, 0, ct, 0);
   const back = Buffer.alloc(48);
   n.cbc(a, true, ct, 0, 48, iv, 0, back, 0);
+  if (!ct.equals(expected) || !back.equals(pt)) {
+    n.aesDestroy(a);
+    return 'AES-128-CBC differs from node:crypto';
+  }
+  // A whole Fernet token (a 21-byte plaintext: one full block and a padded one), built by node:crypto.
+  const ts = 0x1_2345_6789;
+  const value = msg.subarray(0, 21);
+  const head = Buffer.concat([Buffer.from([0x80, 0, 0, 0, 1, 0x23, 0x45, 0x67, 0x89]), iv]);
+  const cbcAll = createCipheriv('aes-128-cbc', key, iv);
+  const want = Buffer.concat([head, cbcAll.update(value), cbcAll.final()]);
+  const token = Buffer.concat([want, createHmac('sha256', key).update(want).digest()]);
+  const got = Buffer.alloc(token.length);
+  const m = n.hmacKey(key);
+  n.fernetSeal(m, a, value, 0, value.length, iv, 0, Math.floor(ts / 2 ** 32), ts >>> 0, got, 0);
+  n.hmacDestroy(m);
   n.aesDestroy(a);
-  if (!ct.equals(expected) || !back.equals(pt)) return 'AES-128-CBC differs from node:crypto';
+  if (!got.equals(token)) return 'Fernet sealing differs from node:crypto';
   return undefined;
 }
 

@@ -9,7 +9,7 @@
 // CBC then leaks nothing about shared prefixes, only whole-value equality.
 import { hkdfSync } from 'node:crypto';
 import { encodePadded, paddedLength, writePadded } from '../crypto/base64url.js';
-import { encryptRaw, FernetKey } from '../crypto/fernet.js';
+import { encryptRaw, FernetKey, rawTokenLength } from '../crypto/fernet.js';
 import { HMAC_BYTES, HmacSha256Key } from '../crypto/hmac-sha256.js';
 
 export const IV_INFO = 'cmek-searchable-iv';
@@ -50,6 +50,8 @@ export class DeterministicKey {
   /** The IV HMAC's output; the IV is its first half. Reused: nothing here awaits. */
   private readonly ivOut = Buffer.alloc(HMAC_BYTES);
   private readonly ivView = this.ivOut.subarray(0, BLOCK);
+  /** Where writeToken() builds a raw token (public bytes: the token itself), grown as plaintexts need. */
+  private scratch = Buffer.alloc(128);
 
   constructor(dek: Buffer) {
     if (dek.length !== DEK_BYTES) throw new RangeError(`a column DEK is ${DEK_BYTES} bytes, got ${dek.length}`);
@@ -94,6 +96,13 @@ export class DeterministicKey {
    * `tokenTextLength(plaintext.length)` bytes of room; returns the end offset.
    */
   writeToken(plaintext: Buffer, out: Buffer, at: number): number {
+    const len = rawTokenLength(plaintext.length);
+    // With the addon: the raw token into a reused buffer in one call, then its text.
+    if (this.scratch.length < len) this.scratch = Buffer.alloc(Math.max(len, 2 * this.scratch.length));
+    this.ivMac.macInto(plaintext, 0, plaintext.length, this.ivOut, 0);
+    const sealed = this.fernet.sealNative(plaintext, 0, plaintext.length, this.ivOut, 0, SEARCHABLE_TIMESTAMP, this.scratch, 0);
+    this.ivOut.fill(0);
+    if (sealed) return writePadded(this.scratch, 0, len, out, at);
     const raw = this.raw(plaintext);
     return writePadded(raw, 0, raw.length, out, at);
   }
@@ -104,6 +113,7 @@ export class DeterministicKey {
   }
 
   destroy(): void {
+    this.scratch.fill(0);
     this.fernet.destroy();
     this.ivKey.fill(0);
     this.ivOut.fill(0);

@@ -76,7 +76,8 @@ describe.skipIf(native === undefined)('native crypto: the addon against node:cry
     expect(() => n.hmacInto(h, src, 0, 41, out, 0)).toThrow(RangeError);
     expect(() => n.hmacInto(h, src, 10, 5, out, 0)).toThrow(RangeError);
     expect(() => n.hmacInto(h, src, 0, 40, out, 1)).toThrow(RangeError);
-    expect(() => n.hmacInto(h, src, -1, 4, out, 0)).toThrow(RangeError);
+    expect(() => n.hmacInto(h, src, -1, 4, out, 0)).toThrow(/bad arguments/);
+    expect(() => n.hmacInto(h, src, 0.5, 4, out, 0)).toThrow(/bad arguments/);
     expect(() => n.hmacInto(h, 'text' as unknown as Buffer, 0, 4, out, 0)).toThrow(RangeError);
     expect(() => n.hmacInto(h, new Uint16Array(8) as unknown as Uint8Array, 0, 4, out, 0)).toThrow(RangeError);
     const a = n.aesKey(randomBytes(16));
@@ -91,6 +92,78 @@ describe.skipIf(native === undefined)('native crypto: the addon against node:cry
     n.aesDestroy(a);
     expect(() => n.hmacInto(h, src, 0, 4, out, 0)).toThrow(/destroyed/);
     expect(() => n.cbc(a, false, buf, 0, 16, iv, 0, buf, 0)).toThrow(/destroyed/);
+    expect(() => n.hmacDestroy(h)).not.toThrow(); // twice is harmless
+    expect(() => n.aesDestroy(a)).not.toThrow();
+  });
+
+  it('refuses a key of the other kind (never reads one as the other)', () => {
+    const h = n.hmacKey(randomBytes(16));
+    const a = n.aesKey(randomBytes(16));
+    const buf = Buffer.alloc(64);
+    const iv = Buffer.alloc(16);
+    expect(() => n.hmacInto(a, buf, 0, 4, buf, 32)).toThrow(/not an HMAC key/);
+    expect(() => n.cbc(h, false, buf, 0, 16, iv, 0, buf, 0)).toThrow(/not an AES key/);
+    expect(() => n.fernetSeal(a, h, buf, 0, 4, iv, 0, 0, 0, Buffer.alloc(128), 0)).toThrow(/not an HMAC and an AES key/);
+    expect(() => n.hmacDestroy(a)).toThrow(/not an HMAC key/);
+    expect(() => n.aesDestroy(h)).toThrow(/not an AES key/);
+    n.hmacDestroy(h);
+    n.aesDestroy(a);
+  });
+
+  /** The raw Fernet token as node:crypto builds it. */
+  function fernetRef(signing: Buffer, encryption: Buffer, pt: Buffer, iv: Buffer, ts: number): Buffer {
+    const head = Buffer.alloc(25);
+    head[0] = 0x80;
+    head.writeUInt32BE(Math.floor(ts / 2 ** 32), 1);
+    head.writeUInt32BE(ts >>> 0, 5);
+    iv.copy(head, 9);
+    const c = createCipheriv('aes-128-cbc', encryption, iv);
+    const body = Buffer.concat([head, c.update(pt), c.final()]);
+    return Buffer.concat([body, createHmac('sha256', signing).update(body).digest()]);
+  }
+
+  it('fernetSeal builds the Fernet token of node:crypto for every length 0..300, at offsets, with the IV anywhere', () => {
+    const signing = randomBytes(16);
+    const encryption = randomBytes(16);
+    const m = n.hmacKey(signing);
+    const a = n.aesKey(encryption);
+    const src = randomBytes(310);
+    for (let len = 0; len <= 300; len++) {
+      const iv = randomBytes(16);
+      const ts = [0, 1, 2 ** 32 - 1, 2 ** 32, 1_700_000_000, Number.MAX_SAFE_INTEGER][len % 6]!;
+      const want = fernetRef(signing, encryption, src.subarray(3, 3 + len), iv, ts);
+      const out = Buffer.alloc(want.length + 9, 0xaa);
+      n.fernetSeal(m, a, src, 3, 3 + len, Buffer.concat([Buffer.alloc(5), iv]), 5, Math.floor(ts / 2 ** 32), ts >>> 0, out, 4);
+      expect(out.subarray(4, 4 + want.length).equals(want), `len ${len}`).toBe(true);
+      expect(out.subarray(0, 4).every((b) => b === 0xaa) && out.subarray(4 + want.length).every((b) => b === 0xaa)).toBe(true);
+    }
+    // The IV read from inside the output range (where a random IV is written first).
+    const iv = randomBytes(16);
+    const out = Buffer.alloc(89);
+    iv.copy(out, 9);
+    n.fernetSeal(m, a, src, 0, 20, out, 9, 0, 7, out, 0);
+    expect(out.equals(fernetRef(signing, encryption, src.subarray(0, 20), iv, 7))).toBe(true);
+    n.hmacDestroy(m);
+    n.aesDestroy(a);
+  });
+
+  it('fernetSeal refuses short outputs, overlaps, bad ranges and destroyed keys', () => {
+    const m = n.hmacKey(randomBytes(16));
+    const a = n.aesKey(randomBytes(16));
+    const pt = Buffer.alloc(20);
+    const iv = Buffer.alloc(16);
+    expect(() => n.fernetSeal(m, a, pt, 0, 20, iv, 0, 0, 0, Buffer.alloc(88), 0)).toThrow(/outside/); // 89 needed
+    expect(() => n.fernetSeal(m, a, pt, 0, 20, iv, 0, 0, 0, Buffer.alloc(89), 1)).toThrow(/outside/);
+    expect(() => n.fernetSeal(m, a, pt, 0, 21, iv, 0, 0, 0, Buffer.alloc(89), 0)).toThrow(/outside/);
+    expect(() => n.fernetSeal(m, a, pt, 5, 4, iv, 0, 0, 0, Buffer.alloc(89), 0)).toThrow(/outside/);
+    expect(() => n.fernetSeal(m, a, pt, 0, 20, iv, 1, 0, 0, Buffer.alloc(89), 0)).toThrow(/outside/);
+    const shared = Buffer.alloc(200);
+    expect(() => n.fernetSeal(m, a, shared, 100, 120, iv, 0, 0, 0, shared, 50)).toThrow(/overlapping/);
+    expect(() => n.fernetSeal(m, a, pt, 0, 20, iv, 0, -1, 0, Buffer.alloc(89), 0)).toThrow(/bad arguments/); // never wrapped to 2^32 - 1
+    expect(() => n.fernetSeal(m, a, pt, 0, 20, iv, 0, 0, 1.5, Buffer.alloc(89), 0)).toThrow(/bad arguments/);
+    n.aesDestroy(a);
+    expect(() => n.fernetSeal(m, a, pt, 0, 20, iv, 0, 0, 0, Buffer.alloc(89), 0)).toThrow(/destroyed/);
+    n.hmacDestroy(m);
   });
 });
 
@@ -157,6 +230,19 @@ describe('native crypto: the JavaScript paths give the same bytes (PGCMEK_NATIVE
     for (let i = 0; i < 200; i++) {
       const pt = randomBytes(i % 90);
       expect(js.token(pt)).toBe(def.token(pt));
+      // writeToken (the lookup path: one native call into a reused buffer) writes the same text.
+      const len = m.det.tokenTextLength(pt.length);
+      const a = Buffer.alloc(len + 4, 0xaa);
+      const b = Buffer.alloc(len + 4, 0xbb);
+      expect(js.writeToken(pt, a, 2)).toBe(len + 2);
+      expect(def.writeToken(pt, b, 2)).toBe(len + 2);
+      expect(a.toString('latin1', 2, len + 2)).toBe(def.token(pt));
+      expect(b.subarray(2, len + 2).equals(a.subarray(2, len + 2))).toBe(true);
     }
+    // A plaintext longer than the reused buffer grows it.
+    const long = randomBytes(5000);
+    const out = Buffer.alloc(m.det.tokenTextLength(long.length));
+    def.writeToken(long, out, 0);
+    expect(out.toString('latin1')).toBe(js.token(long));
   });
 });
