@@ -99,12 +99,16 @@ export class DeterministicKey {
     const len = rawTokenLength(plaintext.length);
     // With the addon: the raw token into a reused buffer in one call, then its text.
     if (this.scratch.length < len) this.scratch = Buffer.alloc(Math.max(len, 2 * this.scratch.length));
-    this.ivMac.macInto(plaintext, 0, plaintext.length, this.ivOut, 0);
-    const sealed = this.fernet.sealNative(plaintext, 0, plaintext.length, this.ivOut, 0, SEARCHABLE_TIMESTAMP, this.scratch, 0);
-    this.ivOut.fill(0);
-    if (sealed) return writePadded(this.scratch, 0, len, out, at);
-    const raw = this.raw(plaintext);
-    return writePadded(raw, 0, raw.length, out, at);
+    let raw: Buffer;
+    try {
+      this.ivMac.macInto(plaintext, 0, plaintext.length, this.ivOut, 0);
+      const sealed = this.fernet.sealNative(plaintext, 0, plaintext.length, this.ivOut, 0, SEARCHABLE_TIMESTAMP, this.scratch, 0);
+      // Without the addon, the JavaScript path under the IV just computed.
+      raw = sealed ? this.scratch : encryptRaw(this.fernet, plaintext, { iv: this.ivView, timestamp: SEARCHABLE_TIMESTAMP });
+    } finally {
+      this.ivOut.fill(0);
+    }
+    return writePadded(raw, 0, len, out, at);
   }
 
   /** The Fernet token (padded base64url text) for this plaintext: always the same string. */
