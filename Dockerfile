@@ -6,7 +6,7 @@
 # ---- build: compile TypeScript to dist/ -------------------------------------
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
-# A C toolchain for the native crypto addon (native/crypto.c, node-gyp against the
+# A C toolchain for the native addons (native/crypto.c and native/relay.c, node-gyp against the
 # headers this image's Node ships in /usr/local/include/node).
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
@@ -29,6 +29,8 @@ RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
 # N-API: the addon works on any Node >= 20; the startup log line says `crypto: native (…)`.
 COPY --from=build /app/build/Release/pgcmek_crypto.node ./build/Release/pgcmek_crypto.node
+# The native relay (sessions with nothing to rewrite, plain TCP): native/relay.c.
+COPY --from=build /app/build/Release/pgcmek_relay.node ./build/Release/pgcmek_relay.node
 # The KEK volume's mount point, owned by the unprivileged user so that a named
 # volume mounted here (docker-compose.yml) starts out writable by `pgcmek keygen`.
 RUN mkdir -p /var/lib/pgcmek /etc/pgcmek && chown node:node /var/lib/pgcmek && chmod 700 /var/lib/pgcmek

@@ -27,6 +27,18 @@ export default defineConfig({
           hookTimeout: 120_000,
         },
       })),
+      // The proxy's own integration tests once more with the native relay off: sessions with
+      // nothing to rewrite then stay on the JavaScript pumps (src/proxy/native-relay.ts).
+      {
+        test: {
+          name: `pg${flavours[0]}-pumps`,
+          include: ['test/proxy/*.int.test.ts'],
+          env: { PGCMEK_NATIVE_RELAY: 'off' },
+          globalSetup: ['test/setup/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
     ],
   },
 });

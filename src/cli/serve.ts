@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { nativeCryptoStatus } from '../crypto/native.js';
+import { nativeRelayStatus } from '../proxy/native-relay.js';
 import { createLogger, setLogger, type Logger } from '../log.js';
 import type { OpsServer } from '../metrics/http.js';
 import { bump } from '../metrics/stats.js';
@@ -71,7 +72,8 @@ export async function runService(o: ServiceOptions): Promise<void> {
     const stopped = untilStopped(server, runtime, logger, signals, o.reread);
     const cryptoPath = nativeCryptoStatus();
     if (!cryptoPath.active && !cryptoPath.detail.startsWith('off')) logger.warn({ crypto: cryptoPath.detail }, 'native crypto not active: the JavaScript crypto runs instead (same bytes, slower per value)');
-    logger.info({ host: server.host, port: server.port, config: config.source, pid: process.pid, crypto: cryptoPath.detail, ...(ops && { metrics: `${ops.host}:${ops.port}` }) }, 'pgcmek ready');
+    const relay = nativeRelayStatus().detail;
+    logger.info({ host: server.host, port: server.port, config: config.source, pid: process.pid, crypto: cryptoPath.detail, relay, ...(ops && { metrics: `${ops.host}:${ops.port}` }) }, 'pgcmek ready');
     await o.onReady?.({ server, ops });
     await stopped;
   } finally {

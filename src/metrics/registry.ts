@@ -99,6 +99,9 @@ export function createMetrics(src: MetricsSources): ProxyMetrics {
     one(src.server()?.workerRestarts?.() ?? 0),
   );
   readGauge(registry, 'pgcmek_sessions_open', 'Client sessions open now', [], () => one(src.server()?.sessionCount() ?? 0));
+  readGauge(registry, 'pgcmek_sessions_native_relay', 'Open sessions forwarded by the native relay (nothing to rewrite, plain TCP)', [], () =>
+    one(src.server()?.traffic?.().relayed ?? 0),
+  );
   readCounter(registry, 'pgcmek_sessions_total', 'Client sessions started', [], () => one(src.server()?.traffic?.().sessions ?? 0));
   readCounter(registry, 'pgcmek_client_received_bytes_total', 'Bytes received from clients', [], () => one(src.server()?.traffic?.().bytesIn ?? 0));
   readCounter(registry, 'pgcmek_client_sent_bytes_total', 'Bytes sent to clients', [], () => one(src.server()?.traffic?.().bytesOut ?? 0));

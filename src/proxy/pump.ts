@@ -151,6 +151,11 @@ export class Pump implements OutputSink {
     return this.bodyLeft === 0 && (this.hdrN === 0 || this.hdrKind === WHOLE);
   }
 
+  /** Nothing in flight: between two frames, no hook pending, no backlog, not paused, nothing queued. */
+  get idle(): boolean {
+    return this.atBoundary && !this.blocked && this.backlog.length === 0 && !this.pausedForBacklog && !this.pausedForDst && this.outQueue === null && this.collect === null && !this.stopped;
+  }
+
   /**
    * Writes frames of the proxy's own to `dst` as soon as `dst` is between two
    * frames: immediately when possible (inside a WHOLE hook: before the frame
@@ -337,8 +342,11 @@ export class Pump implements OutputSink {
       this.flushRun();
       if (this.outQueue !== null && !this.blocked && this.atBoundary) this.flushOut();
     } catch (err) {
-      // Frames before the bad one were whole and valid: they still go out.
-      if (err instanceof ProtocolError) this.flushRun();
+      // Frames before the bad one were whole and valid: they still go out, before the hook ends the session.
+      if (err instanceof ProtocolError) {
+        this.flushRun();
+        this.out.flush();
+      }
       this.stopped = true;
       this.hooks.fail(err as Error);
     } finally {

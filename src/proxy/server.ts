@@ -90,6 +90,8 @@ export interface ProxyTraffic {
   /** Bytes read from / written to client sockets, open and closed ones. */
   bytesIn: number;
   bytesOut: number;
+  /** Open sessions whose traffic the native relay forwards now (native-relay.ts). */
+  relayed: number;
 }
 
 /**
@@ -124,9 +126,9 @@ async function startListener(config: Config, deps: ProxyDeps): Promise<ProxyServ
   const channel = workerChannel();
   const cancels = new CancelRegistry(channel?.workerId ?? 0);
   const sessions = new Set<Session>();
-  // Closed sessions' bytes are added up here; open ones are read from their sockets when asked.
-  const clients = new Set<Socket>();
-  const done: ProxyTraffic = { sessions: 0, bytesIn: 0, bytesOut: 0 };
+  // Closed sessions' bytes are added up here; open ones are read from them when asked.
+  const clients = new Set<Session>();
+  const done: ProxyTraffic = { sessions: 0, bytesIn: 0, bytesOut: 0, relayed: 0 };
   const starting = new Set<Socket>();
   let closing = false;
   const sessionDeps = {
@@ -176,14 +178,14 @@ async function startListener(config: Config, deps: ProxyDeps): Promise<ProxyServ
         sessions.add(s);
         const sock = hello.socket;
         const count = (): void => {
-          clients.delete(sock);
-          done.bytesIn += sock.bytesRead;
-          done.bytesOut += sock.bytesWritten;
+          clients.delete(s);
+          done.bytesIn += s.bytesIn;
+          done.bytesOut += s.bytesOut;
         };
         done.sessions++;
         if (sock.closed) count();
         else {
-          clients.add(sock);
+          clients.add(s);
           sock.once('close', count);
         }
         s.start().catch((err: Error) => {
@@ -220,8 +222,9 @@ async function startListener(config: Config, deps: ProxyDeps): Promise<ProxyServ
     traffic() {
       const t = { ...done };
       for (const c of clients) {
-        t.bytesIn += c.bytesRead;
-        t.bytesOut += c.bytesWritten;
+        t.bytesIn += c.bytesIn;
+        t.bytesOut += c.bytesOut;
+        if (c.relayed) t.relayed++;
       }
       return t;
     },

@@ -4,7 +4,12 @@
 //   connecting  server connection + upstream TLS being set up
 //   auth        StartupMessage forwarded; Authentication (SASL list rewritten),
 //               BackendKeyData (replaced by the proxy's own) until the first ReadyForQuery
-//   ready       frames forwarded; the interceptor sees the types it asked for
+//   ready       frames forwarded; the interceptor sees the types it asked for.
+//               With no interceptor and plain TCP on both sides, the two sockets
+//               are handed to the native relay at the first idle ReadyForQuery
+//               (native-relay.ts) and come back when it stops
+// One file (a little over 400 lines): the phases, the pumps' hooks and the ways
+// a session ends share one set of fields.
 //   closed      both sockets closed, cancel key forgotten
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
@@ -18,6 +23,8 @@ import { ProtocolError } from '../protocol/errors.js';
 import type { ClientHello } from './client-hello.js';
 import { connectUpstream, UpstreamError, type UpstreamTarget } from './upstream.js';
 import { NOTE, PASS, Pump, WHOLE, type Verdict } from './pump.js';
+import type { RelayResult } from './native-relay.js';
+import { SessionRelay } from './session-relay.js';
 import { SessionState } from './state.js';
 import type { InternalReplyHandler, Pending } from './state-types.js';
 import type { InterceptContext, Interceptor, InterceptorFactory, SessionInfo } from './interceptor.js';
@@ -80,6 +87,8 @@ export class Session {
   private readonly logger: Logger;
   private clientTerminated = false;
   private closing = false;
+  /** The native relay: sessions with no interceptor move onto it after start-up. */
+  private readonly relay: SessionRelay;
 
   constructor(
     private readonly hello: Extract<ClientHello, { kind: 'startup' }>,
@@ -97,6 +106,7 @@ export class Session {
       clientTls: hello.tls,
     };
     this.logger = deps.logger.child({ session: this.id });
+    this.relay = new SessionRelay(this.client, deps.maxClientFrame, deps.maxServerFrame, this.relayStopped);
   }
 
   async start(): Promise<void> {
@@ -149,13 +159,15 @@ export class Session {
   shutdown(): void {
     if (this.phase === 'closed') return;
     this.closing = true;
-    if (this.s2c?.atBoundary !== false) this.client.write(adminShutdown());
-    if (this.upstream && this.c2s?.atBoundary) this.upstream.write(TERMINATE);
+    this.stopRelay();
+    if (this.toClientAtBoundary) this.client.write(adminShutdown());
+    if (this.upstream && this.toServerAtBoundary) this.upstream.write(TERMINATE);
     this.finish();
   }
 
   /** Closes both sides now. */
   destroy(): void {
+    this.stopRelay();
     this.client.destroy();
     this.upstream?.destroy();
     this.finish();
@@ -177,7 +189,62 @@ export class Session {
     this.phase = 'ready';
     this.installBackendTable();
     this.logger.debug('session ready');
+    if (this.interceptor === undefined && !this.info.clientTls) process.nextTick(this.tryRelay);
     return undefined;
+  }
+
+  // ---- the native relay ---------------------------------------------------
+
+  /** After a ReadyForQuery has gone out (the pumps are done with their chunk). */
+  private readonly tryRelay = (): void => {
+    if (this.phase !== 'ready' || this.closing || !this.upstream) return;
+    if (this.relay.tryStart(this.upstream, this.c2s!, this.s2c!)) this.logger.debug('session on the native relay');
+  };
+
+  /** The relay stopped by itself: carry on with Node's sockets, as the pumps would have. */
+  private readonly relayStopped = (r: RelayResult): void => {
+    this.logger.debug({ reason: r.reason, side: r.side, errno: r.errno }, 'native relay stopped');
+    if (this.phase === 'closed') return;
+    const server = r.side === 'server';
+    if (r.reason === 'eof') {
+      if (server) this.onUpstreamGone();
+      else this.onClientGone();
+    } else if (r.reason === 'bad-frame') {
+      const err = new ProtocolError('PROTO_FRAME_LEN', `invalid message length ${r.badLength} (type 0x${r.badCode.toString(16)})`);
+      if (server) this.serverFailed(err);
+      else this.clientFailed(err);
+    } else if (server) {
+      this.onUpstreamError(new Error(`${r.reason === 'read-error' ? 'read' : 'write'} ${r.errno}`));
+    } else {
+      this.onClientGone();
+    }
+  };
+
+  private stopRelay(): void {
+    this.relay.stop(this.upstream);
+  }
+
+  /** Whether what went to the client (server) so far ends between two frames. */
+  private get toClientAtBoundary(): boolean {
+    return this.relay.toClientAtBoundary ?? this.s2c?.atBoundary !== false;
+  }
+
+  private get toServerAtBoundary(): boolean {
+    return this.relay.toServerAtBoundary ?? this.c2s?.atBoundary === true;
+  }
+
+  /** Whether the native relay forwards this session's traffic now. */
+  get relayed(): boolean {
+    return this.relay.active;
+  }
+
+  /** Bytes read from and written to the client, by Node and by the relay. */
+  get bytesIn(): number {
+    return this.client.bytesRead + this.relay.bytesIn;
+  }
+
+  get bytesOut(): number {
+    return this.client.bytesWritten + this.relay.bytesOut;
   }
 
   private installFrontendTable(): void {
@@ -254,6 +321,7 @@ export class Session {
   // ---- server → client ---------------------------------------------------
 
   private readonly backendNote = (code: number): void => {
+    if (code === BackendCode.ReadyForQuery && this.interceptor === undefined) process.nextTick(this.tryRelay);
     const st = this.state;
     if (st === undefined || this.phase !== 'ready') return;
     st.backend(code, undefined);
@@ -310,7 +378,7 @@ export class Session {
     if (this.phase === 'closed') return;
     const proto = err instanceof ProtocolError;
     this.logger.warn({ reason: err.message, code: proto ? err.code : undefined }, proto ? 'client protocol violation; closing session' : 'session failed');
-    if (this.s2c?.atBoundary !== false) this.client.write(proto ? protocolViolation(err.message) : internalError(`proxy error: ${err.message}`));
+    if (this.toClientAtBoundary) this.client.write(proto ? protocolViolation(err.message) : internalError(`proxy error: ${err.message}`));
     this.destroyUpstream();
     this.finish();
   };
@@ -318,7 +386,7 @@ export class Session {
   private readonly serverFailed = (err: Error): void => {
     if (this.phase === 'closed') return;
     this.logger.warn({ reason: err.message }, 'server stream failed; closing session');
-    if (this.s2c?.atBoundary !== false) this.client.write(connectionFailure(`server connection failed: ${err.message}`));
+    if (this.toClientAtBoundary) this.client.write(connectionFailure(`server connection failed: ${err.message}`));
     this.destroyUpstream();
     this.finish();
   };
@@ -337,7 +405,7 @@ export class Session {
   private readonly onUpstreamError = (err: Error): void => {
     if (this.phase === 'closed') return;
     this.logger.debug({ reason: err.message }, 'server connection error');
-    if (!this.clientTerminated && !this.closing && this.s2c?.atBoundary) this.client.write(connectionFailure(`server connection lost: ${err.message}`));
+    if (!this.clientTerminated && !this.closing && this.s2c !== undefined && this.toClientAtBoundary) this.client.write(connectionFailure(`server connection lost: ${err.message}`));
     this.onUpstreamGone();
   };
 
@@ -353,6 +421,7 @@ export class Session {
   /** Both pumps stopped, client ended after its pending writes, cancel key forgotten. */
   private finish(): void {
     if (this.phase === 'closed') return;
+    this.stopRelay();
     this.phase = 'closed';
     this.c2s?.stop();
     this.s2c?.stop();

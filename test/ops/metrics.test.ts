@@ -127,7 +127,7 @@ describe('the exposition', () => {
     const remote = { backend: 'vault' as const, calls: { datakey: 2 }, errors: {}, failures: { network: 1 }, retries: { datakey: 1 }, batchedItems: {} };
     const m = createMetrics({
       stats,
-      server: () => ({ host: 'h', port: 1, close: async () => {}, sessionCount: () => sessions, traffic: () => ({ sessions: 9, bytesIn: 100, bytesOut: 200 }) }),
+      server: () => ({ host: 'h', port: 1, close: async () => {}, sessionCount: () => sessions, traffic: () => ({ sessions: 9, bytesIn: 100, bytesOut: 200, relayed: 2 }) }),
       kek: () => ({ keyring: { ...keyring.stats(), generates: 4 }, remote: [remote, { ...remote, calls: { datakey: 3, decrypt: 1 } }] }),
       generation: () => 2,
       version: '9.9.9',
@@ -135,6 +135,7 @@ describe('the exposition', () => {
     let text = await m.registry.metrics();
     expect(sample(text, 'pgcmek_sessions_open')).toBe(3);
     expect(sample(text, 'pgcmek_sessions_total')).toBe(9);
+    expect(sample(text, 'pgcmek_sessions_native_relay')).toBe(2);
     expect(sample(text, 'pgcmek_values_encrypted_total', { column: 'public.secrets.token' })).toBe(7);
     expect(sample(text, 'pgcmek_refusals_total', { reason: 'unsupported_operator', sqlstate: '0A000' })).toBe(1);
     expect(sample(text, 'pgcmek_kek_remote_calls_total', { backend: 'vault', operation: 'datakey' })).toBe(5);
@@ -160,7 +161,7 @@ describe('clusterMetrics (workers > 1)', () => {
   const source = (stats: ProxyStats, sessions: number, generation: number, worker?: number) =>
     createMetrics({
       stats,
-      server: () => ({ host: 'h', port: 1, close: async () => {}, sessionCount: () => sessions, traffic: () => ({ sessions, bytesIn: 10, bytesOut: 20 }) }),
+      server: () => ({ host: 'h', port: 1, close: async () => {}, sessionCount: () => sessions, traffic: () => ({ sessions, bytesIn: 10, bytesOut: 20, relayed: 1 }) }),
       kek: () => ({ keyring: keyring.stats(), remote: [] }),
       generation: () => generation,
       version: '9.9.9',
@@ -192,5 +193,6 @@ describe('clusterMetrics (workers > 1)', () => {
     expect(sample(text, 'pgcmek_admin_rows_done', { column: 'public.secrets.token', worker: '1' })).toBe(100);
     expect(sample(text, 'pgcmek_admin_rows_done', { column: 'public.secrets.token', worker: '2' })).toBe(200);
     expect(sample(text, 'pgcmek_client_received_bytes_total')).toBe(20);
+    expect(sample(text, 'pgcmek_sessions_native_relay')).toBe(2);
   });
 });

@@ -261,6 +261,16 @@ describe('Pump limits and backpressure', () => {
     expect(dst.bytes).toEqual(frame('Q', 10));
   });
 
+  it('the frames before a bad one are written before the fail hook runs (it may destroy the destination)', () => {
+    const src = new FakeSource();
+    const dst = new FakeSink();
+    let atFail: Buffer | undefined;
+    const pump = new Pump(src.asSocket(), dst.asSocket(), { note: () => {}, frame: () => undefined, fail: () => (atFail = dst.bytes) }, { maxFrame: 100 });
+    pump.start();
+    src.send(Buffer.concat([frame('Q', 10), frame('P', 3), frame('Q', 200)]));
+    expect(atFail).toEqual(Buffer.concat([frame('Q', 10), frame('P', 3)]));
+  });
+
   it('pauses the source when the destination is full and resumes on drain', () => {
     const { src, dst } = setup();
     dst.full = true;

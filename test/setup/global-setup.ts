@@ -23,7 +23,7 @@ export async function setup(project: TestProject): Promise<void> {
     project.provide('pgDataDir', '');
     return;
   }
-  const flavour = project.name.replace(/^pg/, '') as PgFlavour;
+  const flavour = project.name.replace(/^pg/, '').replace(/-.*$/, '') as PgFlavour;
   cluster = await startCluster({ flavour });
   project.provide('pgUrl', cluster.url());
   project.provide('pgFlavour', flavour);
