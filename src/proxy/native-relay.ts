@@ -12,7 +12,7 @@
 //
 // Off with PGCMEK_NATIVE=off (no addons at all) or PGCMEK_NATIVE_RELAY=off; the
 // sessions then stay on the JavaScript pumps (src/proxy/pump.ts), which do the
-// same forwarding.
+// same forwarding. PGCMEK_NATIVE=require makes a missing addon an error.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
@@ -68,6 +68,10 @@ function load(): { addon?: RelayAddon; detail: string } {
 }
 
 const loaded = load();
+// CI (and anyone who asks for it) must not silently test the pumps alone.
+if (process.env.PGCMEK_NATIVE?.toLowerCase() === 'require' && loaded.addon === undefined && !loaded.detail.startsWith('off')) {
+  throw new Error(`pgcmek: PGCMEK_NATIVE=require, but the native relay is ${loaded.detail}`);
+}
 
 /** For the startup log: whether sessions with nothing to rewrite run on the native relay. */
 export function nativeRelayStatus(): { active: boolean; detail: string } {
