@@ -8,9 +8,9 @@
 //               With no interceptor and plain TCP on both sides, the two sockets
 //               are handed to the native relay at the first idle ReadyForQuery
 //               (native-relay.ts) and come back when it stops
+//   closed      both sockets closed, cancel key forgotten
 // One file (a little over 400 lines): the phases, the pumps' hooks and the ways
 // a session ends share one set of fields.
-//   closed      both sockets closed, cancel key forgotten
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { AuthCode, BackendCode, FrontendCode } from '../protocol/codes.js';
