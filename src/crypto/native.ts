@@ -11,9 +11,8 @@
 // between event-loop turns: a synchronous loop that makes millions of keys
 // without destroy() holds their memory until it yields.
 import { createCipheriv, createHmac } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { addonPath } from '../addon-path.js';
 
 /** A key held by the addon (an N-API external). */
 export type NativeHandle = { readonly __native: unique symbol };
@@ -55,16 +54,7 @@ export interface NativeStatus {
   detail: string;
 }
 
-const ADDON = 'build/Release/pgcmek_crypto.node';
-
-/** The addon next to the package root: from dist/src/crypto (built) or src/crypto (tests). */
-function addonPath(): string | undefined {
-  for (const up of ['../../../', '../../']) {
-    const p = fileURLToPath(new URL(up + ADDON, import.meta.url));
-    if (existsSync(p)) return p;
-  }
-  return undefined;
-}
+const ADDON = 'pgcmek_crypto.node';
 
 /** The addon must give node:crypto's bytes before anything relies on it. */
 function selfTest(n: NativeCrypto): string | undefined {
@@ -109,8 +99,8 @@ function load(): { native?: NativeCrypto; status: NativeStatus } {
   if (mode === 'off') return { status: { active: false, detail: 'off (PGCMEK_NATIVE=off)' } };
   let native: NativeCrypto | undefined;
   let detail: string;
-  const path = addonPath();
-  if (path === undefined) detail = `not built (${ADDON} missing: npm ci builds it with node-gyp)`;
+  const path = addonPath(ADDON);
+  if (path === undefined) detail = `not built (build/Release/${ADDON} missing: npm ci builds it with node-gyp)`;
   else {
     try {
       native = createRequire(import.meta.url)(path) as NativeCrypto;

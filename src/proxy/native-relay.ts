@@ -13,10 +13,9 @@
 // Off with PGCMEK_NATIVE=off (no addons at all) or PGCMEK_NATIVE_RELAY=off; the
 // sessions then stay on the JavaScript pumps (src/proxy/pump.ts), which do the
 // same forwarding. PGCMEK_NATIVE=require makes a missing addon an error.
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import { fileURLToPath } from 'node:url';
+import { addonPath } from '../addon-path.js';
 
 export type RelayReason = 'eof' | 'read-error' | 'write-error' | 'bad-frame' | 'stopped';
 
@@ -50,21 +49,20 @@ interface RelayAddon {
   relayCounts(h: Handle, out: Float64Array): void;
 }
 
-const ADDON = 'build/Release/pgcmek_relay.node';
+const ADDON = 'pgcmek_relay.node';
 
 function load(): { addon?: RelayAddon; detail: string } {
   if ((process.env.PGCMEK_NATIVE ?? '').toLowerCase() === 'off') return { detail: 'off (PGCMEK_NATIVE=off)' };
   if ((process.env.PGCMEK_NATIVE_RELAY ?? '').toLowerCase() === 'off') return { detail: 'off (PGCMEK_NATIVE_RELAY=off)' };
-  for (const up of ['../../../', '../../']) {
-    const p = fileURLToPath(new URL(up + ADDON, import.meta.url));
-    if (!existsSync(p)) continue;
+  const p = addonPath(ADDON);
+  if (p !== undefined) {
     try {
       return { addon: createRequire(import.meta.url)(p) as RelayAddon, detail: 'native' };
     } catch (e) {
       return { detail: `not loadable (${e instanceof Error ? e.message.split('\n')[0] : String(e)})` };
     }
   }
-  return { detail: `not built (${ADDON} missing: npm ci builds it with node-gyp)` };
+  return { detail: `not built (build/Release/${ADDON} missing: npm ci builds it with node-gyp)` };
 }
 
 const loaded = load();
