@@ -9,17 +9,9 @@ import type { ProxyServer } from '../../src/proxy/server.js';
 import { startProxy } from '../../src/proxy/server.js';
 import { createLogger } from '../../src/log.js';
 import { freePort } from '../../src/dev/cluster.js';
-import { ensureRole, proxyConfig, proxyUrl, startTestProxy } from './helpers.js';
+import { ensureRole, proxyConfig, proxyUrl, startTestProxy, until } from './helpers.js';
 import { RawClient, errorOf } from './raw-client.js';
 import { Writable } from 'node:stream';
-
-async function until(cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('proxy: failures', () => {
   let db: TestDb;

@@ -12,18 +12,10 @@ import { createTestDatabase, type TestDb } from '../helpers/db.js';
 import { startProxy, type ProxyServer } from '../../src/proxy/server.js';
 import { NativeRelay } from '../../src/proxy/native-relay.js';
 import { createLogger } from '../../src/log.js';
-import { ensureRole, proxyConfig, proxyUrl } from './helpers.js';
+import { ensureRole, proxyConfig, proxyUrl, until } from './helpers.js';
 import { RawClient, errorOf } from './raw-client.js';
 
 const native = NativeRelay.available;
-
-async function until(cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 

@@ -4,6 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { NativeRelay, type RelayResult } from '../../src/proxy/native-relay.js';
+import { until } from './helpers.js';
 
 interface Rig {
   app: Socket;
@@ -59,14 +60,6 @@ function frame(code: string, body: Buffer | string): Buffer {
   h[0] = code.charCodeAt(0);
   h.writeInt32BE(b.length + 4, 1);
   return Buffer.concat([h, b]);
-}
-
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 const total = (bs: Buffer[]): number => bs.reduce((n, b) => n + b.length, 0);
