@@ -24,8 +24,14 @@
 // sockets. pgcmek/node-pipe says what pgcmek's own framing costs; node-pipe/
 // PgBouncer what the runtime costs. `--no-node-pipe` leaves it out.
 //
+// `--kernel-splice` adds a fifth (bench/lib/kernel-splice.c, root only): a relay
+// that runs in the kernel (BPF sockmap), so no process wakes per message. It is
+// the ceiling of any proxy hop on this machine; kernel-splice/direct says what
+// the extra TCP hop alone costs, whatever runs the proxy.
+//
 //   node dist/bench/proxy.js [--seconds N] [--quick] [--rounds N] [--scale N] [--json]
-//                            [--in-process] [--no-pgbouncer] [--no-node-pipe] [--workers N] [--huge-pages on|off]
+//                            [--in-process] [--no-pgbouncer] [--no-node-pipe] [--kernel-splice]
+//                            [--workers N] [--huge-pages on|off]
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -34,6 +40,7 @@ import { pgbenchInit, runPgbench, runPgbenchMeasured, concat, summaryUsToMs, typ
 import { findPgBouncer, startPgBouncer } from './lib/pgbouncer.js';
 import { startPgcmek } from './lib/pgcmek.js';
 import { startNodeRelay } from './lib/node-relay.js';
+import { startKernelSplice } from './lib/kernel-splice.js';
 import { onCleanup, runMain } from './lib/proc.js';
 import type { ProcStat } from './lib/procstat.js';
 import { postgresClusterCpu, procStat, settleBackends } from './lib/procstat.js';
@@ -42,7 +49,7 @@ import { reserveHugePages } from './lib/huge-pages.js';
 import { medianPairedRatio, ratio, summarize, type Summary } from './lib/stats.js';
 
 interface Target {
-  name: 'direct' | 'pgbouncer' | 'node-pipe' | 'pgcmek';
+  name: 'direct' | 'pgbouncer' | 'node-pipe' | 'kernel-splice' | 'pgcmek';
   conn: PgTarget;
   /** CPU/memory of the proxy process, when there is one. */
   stat?: () => ProcStat | undefined;
@@ -88,13 +95,14 @@ function options() {
       'in-process': { type: 'boolean', default: false },
       'no-pgbouncer': { type: 'boolean', default: false },
       'no-node-pipe': { type: 'boolean', default: false },
+      'kernel-splice': { type: 'boolean', default: false },
       workers: { type: 'string' },
       'huge-pages': { type: 'string', default: 'on' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: node dist/bench/proxy.js [--seconds N (10)] [--warm-up N (10)] [--quick (3 s, 1 round, no warm-up)] [--rounds N (2)] [--scale N (10)] [--json] [--in-process] [--no-pgbouncer] [--no-node-pipe] [--workers N (1)] [--huge-pages on|off (on)]\n');
+    process.stdout.write('usage: node dist/bench/proxy.js [--seconds N (10)] [--warm-up N (10)] [--quick (3 s, 1 round, no warm-up)] [--rounds N (2)] [--scale N (10)] [--json] [--in-process] [--no-pgbouncer] [--no-node-pipe] [--kernel-splice] [--workers N (1)] [--huge-pages on|off (on)]\n');
     process.exit(0);
   }
   const int = (v: string | undefined, d: number, name: string): number => {
@@ -112,6 +120,7 @@ function options() {
     how: values['in-process'] ? ('in-process' as const) : ('process' as const),
     pgbouncer: !values['no-pgbouncer'],
     nodePipe: !values['no-node-pipe'],
+    kernelSplice: values['kernel-splice'],
     workers: int(values.workers, 1, 'workers'),
     hugePages: onOff(values['huge-pages'], 'huge-pages'),
   };
@@ -153,6 +162,18 @@ async function main(): Promise<void> {
     const relay = await startNodeRelay(await freePort(), cluster);
     onCleanup(() => relay.stop());
     targets.push({ name: 'node-pipe', conn: conn(relay.port), stat: relay.stat });
+  }
+  let spliceNote: string | undefined;
+  if (o.kernelSplice) {
+    const splice = await startKernelSplice(await freePort(), cluster);
+    if ('unavailable' in splice) {
+      spliceNote = `kernel-splice unavailable (${splice.unavailable}): skipped`;
+      say(spliceNote);
+    } else {
+      onCleanup(() => splice.stop());
+      // No proxy CPU column: its work is done in softirq and kernel workers, which no process is charged for.
+      targets.push({ name: 'kernel-splice', conn: conn(splice.port) });
+    }
   }
   const pgcmek = await startPgcmek({ upstream: cluster, port: await freePort(), user: cluster.user, password: cluster.password, how: o.how, workers: o.workers, log: (s) => process.stderr.write(`[pgcmek] ${s}`) });
   onCleanup(() => pgcmek.stop());
@@ -198,7 +219,7 @@ async function main(): Promise<void> {
           a.pgTx += r.transactions;
         }
         acc.set(key(cell, t), a);
-        say(`round ${round}/${o.rounds}  -M ${cell.mode.padEnd(8)} -c ${String(cell.clients).padStart(2)}  ${t.name.padEnd(9)}  ${fmt(r.tps)} tps  p50 ${fmt(r.latencyMs?.p50, 3)} ms  p99 ${fmt(r.latencyMs?.p99, 3)} ms`);
+        say(`round ${round}/${o.rounds}  -M ${cell.mode.padEnd(8)} -c ${String(cell.clients).padStart(2)}  ${t.name.padEnd(13)}  ${fmt(r.tps)} tps  p50 ${fmt(r.latencyMs?.p50, 3)} ms  p99 ${fmt(r.latencyMs?.p99, 3)} ms`);
       }
     }
   }
@@ -227,6 +248,7 @@ async function main(): Promise<void> {
     const d = find(c, 'direct')!;
     const b = find(c, 'pgbouncer');
     const n = find(c, 'node-pipe');
+    const k = find(c, 'kernel-splice');
     return {
       mode: c.mode,
       clients: c.clients,
@@ -241,6 +263,11 @@ async function main(): Promise<void> {
       p99PgcmekOverDirect: ratio(p.latencyMs.p99, d.latencyMs.p99),
       p50PgcmekOverPgbouncer: b ? ratio(p.latencyMs.p50, b.latencyMs.p50) : Number.NaN,
       p99PgcmekOverPgbouncer: b ? ratio(p.latencyMs.p99, b.latencyMs.p99) : Number.NaN,
+      ...(k && {
+        tpsKernelSpliceOverDirectMedianRound: medianPairedRatio(k.tpsRounds, d.tpsRounds),
+        tpsPgbouncerOverDirectMedianRound: b ? medianPairedRatio(b.tpsRounds, d.tpsRounds) : Number.NaN,
+        tpsPgcmekOverKernelSpliceMedianRound: medianPairedRatio(p.tpsRounds, k.tpsRounds),
+      }),
     };
   });
   const mem = pgcmek.stat();
@@ -252,6 +279,7 @@ async function main(): Promise<void> {
     ratios,
     pgcmekMemory: mem && { rssBytes: mem.rssBytes, peakRssBytes: mem.peakRssBytes },
     ...(pgbouncerNote && { note: pgbouncerNote }),
+    ...(spliceNote && { kernelSpliceNote: spliceNote }),
   };
 
   if (o.json) {
@@ -261,10 +289,10 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   lines.push('');
   lines.push(`pgbench -S, ${o.seconds}s${o.warmUp ? ` after ${o.warmUp}s of warm-up on the same connections` : ' from connect'} x ${o.rounds} round(s) per cell, scale ${o.scale}, Postgres 18 (${hugePages.describe}), ${cpus().length} CPUs, Node ${process.version}, 1-min load ${loadStart[0]!.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`);
-  lines.push('mode      clients  target     tps (mean)   rounds                 p50 ms   p99 ms  mean ms   CPU µs/tx: proxy  postgres');
+  lines.push('mode      clients  target         tps (mean)   rounds                 p50 ms   p99 ms  mean ms   CPU µs/tx: proxy  postgres');
   for (const r of results) {
     lines.push(
-      `${r.mode.padEnd(9)} ${String(r.clients).padStart(7)}  ${r.target.padEnd(9)}  ${fmt(r.tps).padStart(10)}   ${r.tpsRounds.map((x) => fmt(x)).join('/').padEnd(20)}  ${fmt(r.latencyMs.p50, 3).padStart(7)}  ${fmt(r.latencyMs.p99, 3).padStart(7)}  ${fmt(r.latencyMs.mean, 3).padStart(7)}   ${fmt(r.proxyCpuUsPerTx, 1).padStart(14)}  ${fmt(r.postgresCpuUsPerTx, 1).padStart(8)}`,
+      `${r.mode.padEnd(9)} ${String(r.clients).padStart(7)}  ${r.target.padEnd(13)}  ${fmt(r.tps).padStart(10)}   ${r.tpsRounds.map((x) => fmt(x)).join('/').padEnd(20)}  ${fmt(r.latencyMs.p50, 3).padStart(7)}  ${fmt(r.latencyMs.p99, 3).padStart(7)}  ${fmt(r.latencyMs.mean, 3).padStart(7)}   ${fmt(r.proxyCpuUsPerTx, 1).padStart(14)}  ${fmt(r.postgresCpuUsPerTx, 1).padStart(8)}`,
     );
   }
   lines.push('');
@@ -279,6 +307,14 @@ async function main(): Promise<void> {
   for (const r of ratios) {
     lines.push(`${r.mode.padEnd(9)} ${String(r.clients).padStart(7)}  pgcmek/direct ${fmt(r.tpsPgcmekOverDirectMedianRound, 2)}  pgcmek/pgbouncer ${fmt(r.tpsPgcmekOverPgbouncerMedianRound, 2)}`);
   }
+  if (ratios.some((r) => r.tpsKernelSpliceOverDirectMedianRound !== undefined)) {
+    lines.push('');
+    lines.push('the ceiling of a proxy hop: kernel-splice relays in the kernel, no process wakes (median of per-round tps ratios)');
+    for (const r of ratios) {
+      lines.push(`${r.mode.padEnd(9)} ${String(r.clients).padStart(7)}  kernel-splice/direct ${fmt(r.tpsKernelSpliceOverDirectMedianRound, 2)}  pgbouncer/direct ${fmt(r.tpsPgbouncerOverDirectMedianRound, 2)}  pgcmek/direct ${fmt(r.tpsPgcmekOverDirectMedianRound, 2)}  pgcmek/kernel-splice ${fmt(r.tpsPgcmekOverKernelSpliceMedianRound, 2)}`);
+    }
+  }
+  if (spliceNote) lines.push(spliceNote);
   if (mem) lines.push(`\npgcmek (${pgcmek.how}) RSS now ${fmt(mem.rssBytes / 2 ** 20, 1)} MiB, peak ${fmt(mem.peakRssBytes / 2 ** 20, 1)} MiB`);
   if (pgbouncerNote) lines.push(pgbouncerNote);
   process.stdout.write(lines.join('\n') + '\n');

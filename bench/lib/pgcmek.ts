@@ -43,7 +43,7 @@ export interface PgcmekOptions {
 }
 
 /** The repository root: dist/bench/lib/pgcmek.js -> ../../.. (also right for bench/lib/pgcmek.ts under vitest). */
-function repoRoot(): string {
+export function repoRoot(): string {
   const here = dirname(fileURLToPath(import.meta.url));
   for (const up of ['../../..', '../..']) {
     const root = join(here, up);
