@@ -171,7 +171,6 @@ async function main(): Promise<void> {
       say(spliceNote);
     } else {
       onCleanup(() => splice.stop());
-      // No proxy CPU column: its work is done in softirq and kernel workers, which no process is charged for.
       targets.push({ name: 'kernel-splice', conn: conn(splice.port) });
     }
   }

@@ -7,12 +7,11 @@
 import { join } from 'node:path';
 import { exec, start, tempDir } from './proc.js';
 import { repoRoot } from './pgcmek.js';
-import { procStat, type ProcStat } from './procstat.js';
 
+/** No CPU reader: the relaying happens in softirq and kernel workers, which no process is charged for. */
 export interface KernelSplice {
   port: number;
   pid: number;
-  stat(): ProcStat | undefined;
   stop(): Promise<void>;
 }
 
@@ -37,5 +36,5 @@ export async function startKernelSplice(port: number, upstream: { host: string; 
     await proc.stop('SIGKILL');
     return { unavailable: first.replace(/^unavailable: /, '') };
   }
-  return { port, pid: proc.pid, stat: () => procStat(proc.pid), stop: async () => void (await proc.stop('SIGTERM', 2_000)) };
+  return { port, pid: proc.pid, stop: async () => void (await proc.stop('SIGTERM', 2_000)) };
 }
