@@ -7,26 +7,20 @@ import { serialize } from 'pg-protocol';
 import { createTestDatabase, type TestDb } from '../helpers/db.js';
 import type { ProxyServer } from '../../src/proxy/server.js';
 import { startProxy } from '../../src/proxy/server.js';
-import { createLogger } from '../../src/log.js';
 import { freePort } from '../../src/dev/cluster.js';
-import { ensureRole, proxyConfig, proxyUrl, startTestProxy, until } from './helpers.js';
+import { ensureRole, proxyConfig, proxyUrl, startTestProxy, until, capturingLogger } from './helpers.js';
 import { RawClient, errorOf } from './raw-client.js';
-import { Writable } from 'node:stream';
 
 describe('proxy: failures', () => {
   let db: TestDb;
   let proxy: ProxyServer;
-  const logLines: string[] = [];
+  let logLines: string[] = [];
   beforeAll(async () => {
     db = await createTestDatabase('pxfail');
     await ensureRole(db.client, 'pgcmek_trust');
-    const sink = new Writable({
-      write(chunk, _enc, cb) {
-        logLines.push(String(chunk));
-        cb();
-      },
-    });
-    proxy = await startProxy(proxyConfig(), { logger: createLogger('info', sink), limits: { maxClientFrame: 1 << 20 } });
+    const log = capturingLogger('info');
+    logLines = log.lines;
+    proxy = await startProxy(proxyConfig(), { logger: log.logger, limits: { maxClientFrame: 1 << 20 } });
   });
   afterAll(async () => {
     await proxy?.close(0);

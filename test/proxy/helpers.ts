@@ -4,10 +4,11 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { inject } from 'vitest';
 import type pg from 'pg';
 import type { Config } from '../../src/config/types.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger, type Logger } from '../../src/log.js';
 import { startProxy, type ProxyServer } from '../../src/proxy/server.js';
 
 export function proxyConfig(overrides: Partial<Config> = {}): Config {
@@ -75,4 +76,16 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 5000): 
     if (Date.now() > deadline) throw new Error('condition not reached');
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** A logger at `level` whose lines (JSON, one per entry) are kept in `lines`, for tests that check what was logged. */
+export function capturingLogger(level: string): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
+  return { logger: createLogger(level, sink), lines };
 }

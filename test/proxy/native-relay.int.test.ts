@@ -5,14 +5,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server, type Socket } from 'node:net';
 import { readdirSync } from 'node:fs';
-import { Writable } from 'node:stream';
 import pg from 'pg';
 import { serialize } from 'pg-protocol';
 import { createTestDatabase, type TestDb } from '../helpers/db.js';
 import { startProxy, type ProxyServer } from '../../src/proxy/server.js';
 import { NativeRelay } from '../../src/proxy/native-relay.js';
 import { createLogger } from '../../src/log.js';
-import { ensureRole, proxyConfig, proxyUrl, until } from './helpers.js';
+import { ensureRole, proxyConfig, proxyUrl, until, capturingLogger } from './helpers.js';
 import { RawClient, errorOf } from './raw-client.js';
 
 const native = NativeRelay.available;
@@ -22,17 +21,13 @@ const openFds = (): number => readdirSync('/proc/self/fd').length;
 describe.skipIf(!native)('proxy: the native relay', () => {
   let db: TestDb;
   let proxy: ProxyServer;
-  const logLines: string[] = [];
+  let logLines: string[] = [];
   beforeAll(async () => {
     db = await createTestDatabase('pxrelay');
     await ensureRole(db.client, 'pgcmek_trust');
-    const sink = new Writable({
-      write(chunk, _enc, cb) {
-        logLines.push(String(chunk));
-        cb();
-      },
-    });
-    proxy = await startProxy(proxyConfig(), { logger: createLogger('debug', sink), limits: { maxClientFrame: 1 << 20 } });
+    const log = capturingLogger('debug');
+    logLines = log.lines;
+    proxy = await startProxy(proxyConfig(), { logger: log.logger, limits: { maxClientFrame: 1 << 20 } });
   });
   afterAll(async () => {
     await proxy?.close(0);
